@@ -1,0 +1,3 @@
+from gslb.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,208 @@
+"""Command line: ``gslb serve | check | explain | simulate`` and ``gslb --version``.
+
+Thin on purpose: parse flags, call the rooms that do the work, turn results into exit codes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+
+from gslb import GEOIP_ATTRIBUTION, __version__
+
+DEFAULT_ZONES = "zones"
+DEFAULT_DNS = "127.0.0.1:5300"
+DEFAULT_HTTP = "127.0.0.1:9053"
+
+
+def version_text() -> str:
+    return f"gslb {__version__}\nDefault GeoIP data: {GEOIP_ATTRIBUTION}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="gslb", description="Authoritative GSLB DNS server for multi-CDN hostnames."
+    )
+    parser.add_argument("--version", action="version", version=version_text())
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="answer DNS queries for the zones in a directory")
+    add_common(serve)
+    serve.add_argument(
+        "--dns", action="append", metavar="ADDR:PORT",
+        help=f"DNS listener, UDP and TCP; repeat for IPv4 and IPv6 (default {DEFAULT_DNS})",
+    )  # fmt: skip
+    serve.add_argument("--http", default=DEFAULT_HTTP, metavar="ADDR:PORT",
+                       help=f"HTTP listener for /metrics, /status, /admin (default {DEFAULT_HTTP})")
+    serve.add_argument("--identity", metavar="TEXT",
+                       help="answer id.server/hostname.bind CH TXT and NSID with TEXT "
+                            "(default: refuse)")  # fmt: skip
+    serve.add_argument("--version-string", metavar="TEXT",
+                       help="answer version.bind CH TXT with TEXT (default: refuse)")
+    serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
+    serve.add_argument("--tcp-max-connections", type=int, default=1024, metavar="N")
+    serve.add_argument("--tcp-max-per-client", type=int, default=32, metavar="N")
+    serve.add_argument("--no-probe-wait", action="store_true",
+                       help="do not wait for the first probe round before answering")
+    serve.add_argument("--log-format", choices=("plain", "json"), default="plain")
+    serve.add_argument("--log-level", default="info")
+
+    check = sub.add_parser("check", help="validate a zones directory, print every problem")
+    check.add_argument("directory", nargs="?", default=DEFAULT_ZONES)
+    check.add_argument("--geoip", metavar="FILE", help="also check that this GeoIP DB opens")
+
+    explain = sub.add_parser("explain", help="show the GSLB decision for one client, step by step")
+    explain.add_argument("name")
+    add_common(explain)
+    explain.add_argument("--client", required=True, metavar="IP", help="resolver address")
+    explain.add_argument("--ecs", metavar="PREFIX", help="EDNS Client Subnet, e.g. 203.0.113.0/24")
+    explain.add_argument("--qtype", default="A", choices=("A", "AAAA", "CNAME"))
+    explain.add_argument("--json", action="store_true")
+
+    simulate = sub.add_parser("simulate", help="share of answers per target for many clients")
+    simulate.add_argument("name")
+    add_common(simulate)
+    group = simulate.add_mutually_exclusive_group()
+    group.add_argument("--clients", metavar="FILE", help="one IP or CIDR per line")
+    group.add_argument("--sample", type=int, default=10000, metavar="N")
+    simulate.add_argument("--qtype", default="A", choices=("A", "AAAA", "CNAME"))
+    simulate.add_argument("--seed", type=int, default=1)
+    simulate.add_argument("--json", action="store_true")
+    return parser
+
+
+def add_common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
+    parser.add_argument("--geoip", metavar="FILE", help="MaxMind-format DB (default: geoip/)")
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain,
+               "simulate": cmd_simulate}[args.command]  # fmt: skip
+    return handler(args)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from gslb.config.load import load_config
+
+    config, errors = load_config(args.directory)
+    if args.geoip:
+        errors += geo_errors(args.geoip)
+    for line in errors:
+        print(line, file=sys.stderr)
+    if errors:
+        print(f"{len(errors)} problem(s) found", file=sys.stderr)
+        return 1
+    names = ", ".join(zone.fqdn for zone in config.zones.values())
+    print(f"ok: {len(config.zones)} zone(s): {names}; {len(config.checks)} health check(s)")
+    return 0
+
+
+def geo_errors(path: str) -> list[str]:
+    from gslb.geo import GeoDB, GeoError
+
+    try:
+        GeoDB.open(path).close()
+    except GeoError as exc:
+        return [str(exc)]
+    return []
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gslb.app import App, Settings, setup_logging
+
+    setup_logging(args.log_format, args.log_level)
+    settings = Settings.from_args(args)
+    try:
+        return asyncio.run(App(settings).run())
+    except KeyboardInterrupt:
+        return 0
+
+
+def load_for_tools(args: argparse.Namespace):
+    """Shared by explain and simulate: config, geo and engine, or an exit code."""
+    from gslb.config.load import load_config
+    from gslb.geo import GeoDB, GeoError, default_db_path
+    from gslb.policy.chain import Engine
+
+    config, errors = load_config(args.zones)
+    if errors:
+        print("\n".join(errors), file=sys.stderr)
+        return None
+    try:
+        geo = GeoDB.open(args.geoip or default_db_path())
+    except GeoError as exc:
+        print(exc, file=sys.stderr)
+        return None
+    return config, geo, Engine(geo)
+
+
+def find_record(config, name: str, qtype: str):
+    from gslb.config import model
+    from gslb.config.names import to_wire
+
+    wire = to_wire(name if name.endswith(".") else name + ".")
+    zone = config.zone_for(wire)
+    node = zone.nodes.get(wire) if zone else None
+    rtype = {"A": model.A, "AAAA": model.AAAA, "CNAME": model.CNAME}[qtype]
+    if node is None:
+        return None
+    return node.dynamic.get(rtype) or node.dynamic.get(model.CNAME)
+
+
+def cmd_explain(args: argparse.Namespace) -> int:
+    import ipaddress
+
+    from gslb.health.view import EMPTY_VIEW
+
+    loaded = load_for_tools(args)
+    if loaded is None:
+        return 1
+    config, _, engine = loaded
+    record = find_record(config, args.name, args.qtype)
+    if record is None:
+        print(f"{args.name}: no dynamic {args.qtype} record", file=sys.stderr)
+        return 1
+    ecs = None
+    if args.ecs:
+        network = ipaddress.ip_network(args.ecs, strict=False)
+        ecs = (network.network_address, network.prefixlen)
+    trace = engine.explain(record, ipaddress.ip_address(args.client), ecs, EMPTY_VIEW)
+    if args.json:
+        print(json.dumps(trace, indent=2, default=str))
+    else:
+        from gslb.policy.chain import render_explain
+
+        print(render_explain(trace))
+    return 0
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from gslb.health.view import EMPTY_VIEW
+    from gslb.simulate import render_text, run_simulation
+
+    loaded = load_for_tools(args)
+    if loaded is None:
+        return 1
+    config, geo, engine = loaded
+    record = find_record(config, args.name, args.qtype)
+    if record is None:
+        print(f"{args.name}: no dynamic {args.qtype} record", file=sys.stderr)
+        return 1
+    clients = Path(args.clients) if args.clients else None
+    result = run_simulation(
+        record, engine, EMPTY_VIEW, geo=geo, clients_file=clients, sample=args.sample,
+        seed=args.seed,
+    )  # fmt: skip
+    print(json.dumps(result, indent=2, default=str) if args.json else render_text(result))
+    return 0
+
+
+if __name__ == "__main__":
+    logging.basicConfig()
+    raise SystemExit(main())

@@ -1,0 +1,337 @@
+"""One DNS message in, one out (or silence): the whole answer path, transport-agnostic.
+
+Static answers are packed once with dnslib and kept as bytes; a query then costs a header
+parse, a dict lookup and a few byte concatenations (ID, flags and the question copied from the
+query, so its letter case is kept). GSLB answers are packed once per distinct outcome.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from dataclasses import dataclass
+from typing import Protocol
+
+from dnslib import AAAA as AAAARD
+from dnslib import CNAME as CNAMERD
+from dnslib import RR, TXT, DNSHeader, DNSLabel, DNSQuestion, DNSRecord
+from dnslib import A as ARD
+
+from gslb.config import model
+from gslb.config.load import Config
+from gslb.config.model import DynamicRecord, RRset
+from gslb.config.names import labels, to_wire
+from gslb.dns import lookup
+from gslb.dns.wire import (
+    AA,
+    BADVERS,
+    FORMERR,
+    HEADER,
+    NOERROR,
+    NOTIMP,
+    QR,
+    REFUSED,
+    SERVFAIL,
+    TC,
+    FormatError,
+    Query,
+    header,
+    opt_record,
+    parse_query,
+    reply_flags,
+    udp_limit,
+)
+from gslb.health.view import EMPTY_VIEW, HealthView
+from gslb.stats import Stats
+
+CLASS_IN, CLASS_CH = 1, 3
+MAX_CHASE = 8
+CACHE_LIMIT = 100_000
+TCP_LIMIT = 65535
+QTYPE_LABELS = {
+    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
+    28: "AAAA", 33: "SRV", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 251: "IXFR",
+    252: "AXFR", 255: "ANY", 257: "CAA",
+}  # fmt: skip
+RCODE_LABELS = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
+                5: "REFUSED", 16: "BADVERS"}  # fmt: skip
+CHAOS_VERSION = {to_wire("version.bind."), to_wire("version.server.")}
+CHAOS_ID = {to_wire("id.server."), to_wire("hostname.bind.")}
+
+
+class Engine(Protocol):
+    def answer(self, record, resolver, ecs, health): ...  # gslb.policy.chain.Engine
+
+
+@dataclass(frozen=True, slots=True)
+class Packed:
+    """A reply without header ID/RD and question, ready to be completed for one query."""
+
+    flags: int
+    an: int
+    ns: int
+    ar: int
+    tail: bytes  # everything after the question
+    zone: str  # metrics label
+    rcode: int
+
+
+@dataclass(frozen=True, slots=True)
+class Dynamic:
+    """A cache entry whose answer depends on the client: re-decided on every query."""
+
+    zone: model.Zone
+    first: lookup.Result
+
+
+@dataclass(slots=True)
+class Options:
+    identity: bytes | None = None  # id.server / hostname.bind / NSID; None = refuse
+    version: str | None = None  # version.bind; None = refuse
+
+
+class Responder:
+    def __init__(
+        self,
+        config: Config,
+        engine: Engine | None = None,
+        options: Options | None = None,
+        stats: Stats | None = None,
+    ) -> None:
+        self.engine = engine
+        self.options = options or Options()
+        self.stats = stats or Stats()
+        self.health: HealthView = EMPTY_VIEW
+        self.config = config
+        self.cache: dict[tuple, Packed | Dynamic] = {}
+        self.outcomes: dict[tuple, Packed] = {}
+
+    def set_config(self, config: Config) -> None:
+        """Swap in a new configuration; the caches belong to the old one."""
+        self.config = config
+        self.cache = {}
+        self.outcomes = {}
+
+    def set_health(self, view: HealthView) -> None:
+        self.health = view
+
+    # -- the answer path ---------------------------------------------------------------
+
+    def handle(self, data: bytes, client: str, transport: str = "udp") -> bytes | None:
+        """Answer one message from ``client`` (an IP string). None means stay silent."""
+        try:
+            query = parse_query(data)
+        except FormatError as exc:
+            self.stats.malformed[transport] += 1
+            if exc.query is None or exc.query.flags & QR:
+                return None
+            return self.error(exc.query, data, FORMERR, transport, keep_question=False)
+        if query.flags & QR:
+            self.stats.malformed[transport] += 1
+            return None  # a response is never answered: no reflection loops
+        if query.opcode != 0:
+            return self.error(query, data, NOTIMP, transport)
+        if query.qdcount != 1:
+            return self.error(query, data, FORMERR, transport, keep_question=False)
+        opt = query.opt
+        if opt is not None and opt.version > 0:
+            return self.error(query, data, BADVERS, transport)
+        key = (query.qname.lower(), query.qtype, query.qclass)
+        entry = self.cache.get(key)
+        if entry is None:
+            entry = self.build(key)
+        scope = 0
+        if entry.__class__ is Dynamic:
+            entry, scope = self.decide(entry, key, query, client)
+        limit = TCP_LIMIT if transport == "tcp" else udp_limit(opt)
+        self.stats.queries[(entry.zone, QTYPE_LABELS.get(query.qtype, "other"),
+                            RCODE_LABELS[entry.rcode], transport)] += 1  # fmt: skip
+        return self.complete(query, data, entry, scope, limit, transport)
+
+    def complete(
+        self, query: Query, data: bytes, entry: Packed, scope: int, limit: int, transport: str
+    ) -> bytes:
+        flags = entry.flags | (query.flags & 0x0110)  # RD and CD copied
+        question = data[12 : query.question_end]
+        opt = b""
+        if query.opt is not None:
+            opt = self.opt_for(query, scope)
+        arcount = entry.ar + (1 if opt else 0)
+        reply = HEADER.pack(query.id, flags, 1, entry.an, entry.ns, arcount)
+        reply += question + entry.tail + opt
+        if len(reply) > limit:
+            self.stats.truncated[transport] += 1
+            reply = HEADER.pack(query.id, flags | TC, 1, 0, 0, 1 if opt else 0) + question + opt
+        return reply
+
+    def opt_for(self, query: Query, scope: int) -> bytes:
+        opt = query.opt
+        options = b""
+        if opt.ecs is not None:
+            self.stats.ecs[(opt.ecs.family, scope)] += 1
+            options += opt.ecs.echo(scope)
+        if opt.nsid and self.options.identity is not None:
+            nsid = self.options.identity
+            options += (3).to_bytes(2, "big") + len(nsid).to_bytes(2, "big") + nsid
+        return opt_record(opt, options=options)
+
+    def error(
+        self, query: Query, data: bytes, rcode: int, transport: str, *, keep_question: bool = True
+    ) -> bytes:
+        """FORMERR / NOTIMP / BADVERS: the query's ID, no data, OPT kept when it was valid."""
+        self.stats.queries[("", QTYPE_LABELS.get(query.qtype, "other"), RCODE_LABELS[rcode],
+                            transport)] += 1  # fmt: skip
+        question = data[12 : query.question_end] if keep_question and query.qname else b""
+        opt = b""
+        if query.opt is not None and rcode != FORMERR:
+            opt = opt_record(query.opt, ext_rcode=rcode >> 4)
+        flags = reply_flags(query.flags, rcode & 0xF, aa=False)
+        return header(query.id, flags, 1 if question else 0, 0, 0, 1 if opt else 0) + question + opt
+
+    # -- building cached entries --------------------------------------------------------
+
+    def build(self, key: tuple) -> Packed | Dynamic:
+        qname, qtype, qclass = key
+        entry = self.resolve_static(qname, qtype, qclass)
+        if len(self.cache) >= CACHE_LIMIT:
+            self.cache.clear()  # random-name floods must not grow memory without bound
+        self.cache[key] = entry
+        return entry
+
+    def resolve_static(self, qname: bytes, qtype: int, qclass: int) -> Packed | Dynamic:
+        if qclass == CLASS_CH:
+            return self.chaos(qname, qtype, qclass)
+        zone = self.config.zone_for(qname)
+        if qclass != CLASS_IN or zone is None:
+            return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), "")
+        if qtype in (model.AXFR, model.IXFR):
+            return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), zone.fqdn)
+        if qtype in (model.MAILA, model.MAILB):
+            return pack(qname, qtype, qclass, lookup.Result(rcode=NOTIMP, aa=False), zone.fqdn)
+        first = lookup.lookup(zone, qname, qtype)
+        if any(isinstance(item, DynamicRecord) for item in first.answer):
+            return Dynamic(zone, first)
+        result = self.chase(zone, qname, qtype, first) or first
+        return pack(qname, qtype, qclass, result, zone.fqdn)
+
+    def chase(
+        self, zone: model.Zone, qname: bytes, qtype: int, result: lookup.Result
+    ) -> lookup.Result | None:
+        """Follow in-zone CNAMEs (up to MAX_CHASE) so a resolver gets the data in one answer.
+
+        Meeting a dynamic record on the way returns None: that part of the answer depends on
+        the client, so the chain stops before it and the resolver asks for the target itself.
+        """
+        answer = list(result.answer)
+        seen = {qname}
+        target = result.cname_target
+        while target is not None and qtype not in (model.CNAME, model.ANY):
+            if target in seen or len(seen) > MAX_CHASE or self.config.zone_for(target) is not zone:
+                break
+            seen.add(target)
+            step = lookup.lookup(zone, target, qtype)
+            if not step.aa:
+                break  # the target is delegated away: the resolver follows it
+            if any(isinstance(item, DynamicRecord) for item in step.answer):
+                return None
+            answer.extend(step.answer)
+            result = lookup.Result(step.rcode, True, answer, step.authority, step.additional)
+            target = step.cname_target
+        result.answer = answer
+        return result
+
+    def chaos(self, qname: bytes, qtype: int, qclass: int) -> Packed:
+        text = None
+        if qtype in (model.TXT, model.ANY):
+            if qname in CHAOS_VERSION and self.options.version is not None:
+                text = self.options.version.encode()
+            elif qname in CHAOS_ID and self.options.identity is not None:
+                text = self.options.identity
+        if text is None:
+            return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), "")
+        rrset = RRset(qname, model.TXT, 0, (TXT([text[:255]]),))
+        return pack(qname, qtype, qclass, lookup.Result(answer=[rrset]), "", rclass=CLASS_CH)
+
+    # -- GSLB answers ----------------------------------------------------------------
+
+    def decide(self, entry: Dynamic, key: tuple, query: Query, client: str) -> tuple[Packed, int]:
+        resolver = ipaddress.ip_address(client)
+        ecs = None
+        if query.opt is not None and query.opt.ecs is not None and query.opt.ecs.source:
+            ecs_opt = query.opt.ecs
+            ecs = (ipaddress.ip_address(ecs_opt.ip_bytes()), ecs_opt.source)
+        scope = 0
+        outcome: list = []
+
+        def materialize(record: DynamicRecord, owner: bytes) -> tuple[RRset, bytes | None]:
+            nonlocal scope
+            answer = self.engine.answer(record, resolver, ecs, self.health)
+            scope = max(scope, answer.scope)
+            self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
+            outcome.append((answer.values, answer.ttl))
+            rrset = RRset(owner, record.rtype, answer.ttl, rdatas(record.rtype, answer.values))
+            target = None
+            if record.rtype == model.CNAME and answer.values:
+                target = to_wire(answer.values[0])
+            return rrset, target
+
+        qname, qtype, qclass = key
+        first = entry.first
+        items, target = [], None
+        for item in first.answer:
+            if isinstance(item, DynamicRecord):
+                item, target = materialize(item, qname)
+            items.append(item)
+        result = lookup.Result(first.rcode, first.aa, items, first.authority, first.additional)
+        result.cname_target = target if target is not None else first.cname_target
+        out_key = (key, tuple(outcome))
+        packed = self.outcomes.get(out_key)
+        if packed is None:
+            if any(not rrset.rdatas for rrset in items):
+                result = lookup.Result(rcode=SERVFAIL, aa=False)  # fail_open: false, all down
+            else:  # a chain into another dynamic record stops here: the resolver asks for it
+                unchased = lookup.Result(result.rcode, True, list(items), first.authority)
+                result = self.chase(entry.zone, qname, qtype, result) or unchased
+            packed = pack(qname, qtype, qclass, result, entry.zone.fqdn)
+            if len(self.outcomes) >= CACHE_LIMIT:
+                self.outcomes.clear()
+            self.outcomes[out_key] = packed
+        return packed, scope
+
+
+def rdatas(rtype: int, values: tuple[str, ...]) -> tuple:
+    if rtype == model.A:
+        return tuple(ARD(v) for v in values)
+    if rtype == model.AAAA:
+        return tuple(AAAARD(v) for v in values)
+    return tuple(CNAMERD(DNSLabel(labels(to_wire(v)))) for v in values)
+
+
+def pack(
+    qname: bytes,
+    qtype: int,
+    qclass: int,
+    result: lookup.Result,
+    zone: str,
+    *,
+    rclass: int = CLASS_IN,
+) -> Packed:
+    """Pack a result once with dnslib (name compression included) and keep the bytes."""
+    record = DNSRecord(DNSHeader(id=0, qr=1, aa=int(result.aa), rd=0, rcode=result.rcode))
+    record.add_question(DNSQuestion(DNSLabel(labels(qname)), qtype, qclass))
+    for section, add in (
+        (result.answer, record.add_answer),
+        (result.authority, record.add_auth),
+        (result.additional, record.add_ar),
+    ):
+        for rrset in section:
+            owner = DNSLabel(labels(rrset.name))
+            for rdata in rrset.rdatas:
+                add(RR(owner, rrset.rtype, rclass, rrset.ttl, rdata))
+    raw = record.pack()
+    _, flags, _, an, ns, ar = HEADER.unpack_from(raw)
+    tail = raw[12 + len(qname) + 4 :]
+    flags = (flags & ~0x0110) | QR | (AA if result.aa else 0)
+    return Packed(flags, an, ns, ar, tail, zone, result.rcode if result.rcode < 16 else NOERROR)
+
+
+__all__ = ["Responder", "Options", "NOERROR"]

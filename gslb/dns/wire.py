@@ -1,0 +1,232 @@
+"""Bytes in, bytes out: the parts of a DNS message the answer path needs, parsed with ``struct``.
+
+Only the header, the question and the OPT record (with its Client Subnet option) are read; no
+object tree is built. Anything malformed raises ``FormatError`` carrying what could be read, so
+the caller can still answer FORMERR with the query's ID (or stay silent when even that failed).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+HEADER = struct.Struct("!HHHHHH")
+RR_FIXED = struct.Struct("!HHIH")
+TWO = struct.Struct("!HH")
+
+QR, AA, TC, RD = 0x8000, 0x0400, 0x0200, 0x0100
+CD = 0x0010
+OPCODE_MASK = 0x7800
+
+NOERROR, FORMERR, SERVFAIL, NXDOMAIN, NOTIMP, REFUSED = 0, 1, 2, 3, 4, 5
+BADVERS = 16
+
+OPT_TYPE = 41
+OPT_ECS = 8
+OPT_NSID = 3
+MAX_UDP = 1232  # DNS Flag Day 2020, RFC 9715
+MIN_UDP = 512
+DO_BIT = 0x8000
+
+
+class FormatError(Exception):
+    """Malformed message. ``query`` is set when the header (and maybe question) was readable."""
+
+    def __init__(self, reason: str, query: Query | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.query = query
+
+
+@dataclass(slots=True)
+class Ecs:
+    family: int
+    source: int
+    address: bytes  # exactly ceil(source / 8) bytes, as sent
+    raw: bytes  # option payload, reused for the echo
+
+    def echo(self, scope: int) -> bytes:
+        """The option for the reply: family, source and address echoed, SCOPE set."""
+        payload = self.raw[:3] + bytes((scope,)) + self.raw[4:]
+        return TWO.pack(OPT_ECS, len(payload)) + payload
+
+    def ip_bytes(self) -> bytes:
+        """Full-length address (4 or 16 bytes), zero-padded past the source prefix."""
+        size = 4 if self.family == 1 else 16
+        return self.address + bytes(size - len(self.address))
+
+
+@dataclass(slots=True)
+class Opt:
+    udp_size: int
+    version: int
+    do: bool
+    ecs: Ecs | None = None
+    nsid: bool = False
+
+
+@dataclass(slots=True)
+class Query:
+    id: int
+    flags: int
+    qdcount: int
+    qname: bytes = b""  # exactly as sent (letter case kept)
+    qtype: int = 0
+    qclass: int = 0
+    question_end: int = 12
+    opt: Opt | None = None
+
+    @property
+    def opcode(self) -> int:
+        return (self.flags & OPCODE_MASK) >> 11
+
+
+def read_name(data: bytes, pos: int) -> int:
+    """Position after an uncompressed name starting at ``pos`` (question names are never
+    compressed: nothing precedes them to point at)."""
+    end = len(data)
+    start = pos
+    while True:
+        if pos >= end:
+            raise FormatError("name runs past the end")
+        length = data[pos]
+        if length == 0:
+            pos += 1
+            if pos - start > 255:
+                raise FormatError("name longer than 255 bytes")
+            return pos
+        if length > 63:
+            raise FormatError("compressed or unknown label type in question")
+        pos += 1 + length
+
+
+def skip_name(data: bytes, pos: int) -> int:
+    """Position after a possibly compressed name; pointers are not followed, so no loops."""
+    end = len(data)
+    while True:
+        if pos >= end:
+            raise FormatError("name runs past the end")
+        length = data[pos]
+        if length == 0:
+            return pos + 1
+        if length & 0xC0 == 0xC0:
+            if pos + 2 > end:
+                raise FormatError("truncated pointer")
+            return pos + 2
+        if length > 63:
+            raise FormatError("unknown label type")
+        pos += 1 + length
+
+
+def parse_query(data: bytes) -> Query:
+    """Parse what the answer path needs. Raises FormatError (with ``query`` when possible)."""
+    if len(data) < 12:
+        raise FormatError("shorter than a header")
+    ident, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
+    query = Query(ident, flags, qdcount)
+    if qdcount != 1:
+        if qdcount == 0 or query.opcode != 0:
+            return query  # caller answers FORMERR / NOTIMP from the header alone
+        raise FormatError("QDCOUNT must be 1", query)
+    try:
+        end = read_name(data, 12)
+    except FormatError as exc:
+        raise FormatError(exc.reason, query) from None
+    if end + 4 > len(data):
+        raise FormatError("question runs past the end", query)
+    query.qname = data[12:end]
+    query.qtype, query.qclass = TWO.unpack_from(data, end)
+    query.question_end = end + 4
+    try:
+        query.opt = parse_records(data, query.question_end, ancount + nscount, arcount)
+    except FormatError as exc:
+        raise FormatError(exc.reason, query) from None
+    return query
+
+
+def parse_records(data: bytes, pos: int, skip: int, arcount: int) -> Opt | None:
+    """Skip answer/authority records, read the additional section looking for OPT."""
+    opt = None
+    for index in range(skip + arcount):
+        owner = pos
+        pos = skip_name(data, pos)
+        if pos + 10 > len(data):
+            raise FormatError("record runs past the end")
+        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
+        pos += 10
+        rdata_end = pos + rdlength
+        if rdata_end > len(data):
+            raise FormatError("rdata runs past the end")
+        if rtype == OPT_TYPE:
+            if index < skip:
+                raise FormatError("OPT outside the additional section")
+            if opt is not None:
+                raise FormatError("more than one OPT record")
+            if data[owner] != 0:
+                raise FormatError("OPT owner is not the root")
+            opt = parse_opt(data, pos, rdata_end, rclass, ttl)
+        pos = rdata_end
+    if pos != len(data):
+        raise FormatError("trailing bytes after the last record")
+    return opt
+
+
+def parse_opt(data: bytes, pos: int, end: int, udp_size: int, ttl: int) -> Opt:
+    opt = Opt(udp_size=udp_size, version=(ttl >> 16) & 0xFF, do=bool(ttl & DO_BIT))
+    while pos < end:
+        if pos + 4 > end:
+            raise FormatError("truncated EDNS option")
+        code, length = TWO.unpack_from(data, pos)
+        pos += 4
+        if pos + length > end:
+            raise FormatError("EDNS option runs past the OPT record")
+        if code == OPT_ECS:
+            if opt.ecs is not None:
+                raise FormatError("more than one Client Subnet option")
+            opt.ecs = parse_ecs(data[pos : pos + length])
+        elif code == OPT_NSID:
+            opt.nsid = True
+        pos += length
+    return opt
+
+
+def parse_ecs(payload: bytes) -> Ecs:
+    """RFC 7871 section 6 and 7.1.1: every malformed form is FORMERR."""
+    if len(payload) < 4:
+        raise FormatError("Client Subnet option too short")
+    family, source, scope = struct.unpack_from("!HBB", payload)
+    if family not in (1, 2):
+        raise FormatError(f"Client Subnet family {family} unknown")
+    if source > (32 if family == 1 else 128):
+        raise FormatError(f"Client Subnet source prefix {source} too long")
+    if scope != 0:
+        raise FormatError("Client Subnet scope must be 0 in a query")
+    address = payload[4:]
+    if len(address) != (source + 7) // 8:
+        raise FormatError("Client Subnet address length does not match the prefix")
+    if address and source % 8 and address[-1] & (0xFF >> (source % 8)):
+        raise FormatError("Client Subnet address has bits set past the prefix")
+    return Ecs(family, source, address, payload)
+
+
+def udp_limit(opt: Opt | None) -> int:
+    """RFC 6891 6.2.3/6.2.5: no OPT -> 512; else min(client, ours), never under 512."""
+    if opt is None:
+        return MIN_UDP
+    return min(max(opt.udp_size, MIN_UDP), MAX_UDP)
+
+
+def opt_record(query_opt: Opt, *, ext_rcode: int = 0, options: bytes = b"") -> bytes:
+    """Our OPT: version 0, our payload size, the DO bit copied (RFC 3225)."""
+    ttl = (ext_rcode << 24) | (DO_BIT if query_opt.do else 0)
+    return b"\x00" + RR_FIXED.pack(OPT_TYPE, MAX_UDP, ttl, len(options)) + options
+
+
+def header(ident: int, flags: int, qd: int, an: int, ns: int, ar: int) -> bytes:
+    return HEADER.pack(ident, flags, qd, an, ns, ar)
+
+
+def reply_flags(query_flags: int, rcode: int, *, aa: bool) -> int:
+    """QR set, opcode, RD and CD copied, RA clear (we never recurse)."""
+    flags = QR | (query_flags & (OPCODE_MASK | RD | CD)) | (rcode & 0xF)
+    return flags | AA if aa else flags

@@ -1,0 +1,79 @@
+"""Per-process counters on the answer path: plain dicts, read by the metrics exporter at scrape.
+
+Incrementing a dict entry costs a fraction of a microsecond; a prometheus-client ``labels()``
+call costs several. So the hot path counts here, and ``gslb.metrics`` turns these into
+Prometheus families when scraped (and sums them across worker processes).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+# Query handling latency buckets, seconds (Prometheus histogram upper bounds).
+LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
+
+
+@dataclass(slots=True)
+class Stats:
+    # (zone, qtype, rcode, transport) -> count; zone "" when no zone of ours matched
+    queries: defaultdict = field(default_factory=lambda: defaultdict(int))
+    # (record, target, reason) -> count
+    answers: defaultdict = field(default_factory=lambda: defaultdict(int))
+    # (family, scope) -> count, for queries carrying EDNS Client Subnet
+    ecs: defaultdict = field(default_factory=lambda: defaultdict(int))
+    # transport -> count
+    truncated: defaultdict = field(default_factory=lambda: defaultdict(int))
+    malformed: defaultdict = field(default_factory=lambda: defaultdict(int))
+    tcp_connections: int = 0
+    tcp_refused: int = 0
+    # latency histogram: bucket counts (last = +Inf), sum of seconds
+    latency_buckets: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
+    latency_sum: float = 0.0
+
+    def observe_latency(self, seconds: float) -> None:
+        self.latency_sum += seconds
+        for index, bound in enumerate(LATENCY_BUCKETS):
+            if seconds <= bound:
+                self.latency_buckets[index] += 1
+                return
+        self.latency_buckets[-1] += 1
+
+    def snapshot(self) -> dict:
+        """A picklable copy, for summing across worker processes."""
+        return {
+            "queries": dict(self.queries),
+            "answers": dict(self.answers),
+            "ecs": dict(self.ecs),
+            "truncated": dict(self.truncated),
+            "malformed": dict(self.malformed),
+            "tcp_connections": self.tcp_connections,
+            "tcp_refused": self.tcp_refused,
+            "latency_buckets": list(self.latency_buckets),
+            "latency_sum": self.latency_sum,
+        }
+
+
+def merge(snapshots: list[dict]) -> dict:
+    """Sum several ``Stats.snapshot()`` dicts into one of the same shape."""
+    total: dict = {
+        "queries": defaultdict(int),
+        "answers": defaultdict(int),
+        "ecs": defaultdict(int),
+        "truncated": defaultdict(int),
+        "malformed": defaultdict(int),
+        "tcp_connections": 0,
+        "tcp_refused": 0,
+        "latency_buckets": [0] * (len(LATENCY_BUCKETS) + 1),
+        "latency_sum": 0.0,
+    }
+    for snap in snapshots:
+        for key in ("queries", "answers", "ecs", "truncated", "malformed"):
+            for label, count in snap[key].items():
+                total[key][label] += count
+        for key in ("tcp_connections", "tcp_refused", "latency_sum"):
+            total[key] += snap[key]
+        total["latency_buckets"] = [
+            a + b for a, b in zip(total["latency_buckets"], snap["latency_buckets"], strict=True)
+        ]
+    return total
