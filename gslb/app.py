@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import signal
 import time
 from dataclasses import dataclass, field
@@ -20,8 +21,14 @@ from gslb.dns.responder import Options, Responder
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
 from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
+from gslb.health.state import Transition
+from gslb.health.view import HealthView
+from gslb.metrics import Metrics, install_query_log
+from gslb.notify import Notifier
 from gslb.policy.chain import Engine
 from gslb.stats import Stats
+from gslb.watch import ZoneWatcher
+from gslb.workers import WorkerPool, WorkerSpec
 
 log = logging.getLogger("gslb")
 
@@ -36,6 +43,10 @@ class Settings:
     version_string: str | None = None
     tcp: TcpLimits = field(default_factory=TcpLimits)
     probe_wait: bool = True
+    workers: int = 1  # >1: that many DNS processes on the same ports (SO_REUSEPORT)
+    admin_token_file: Path | None = None  # else GSLB_ADMIN_TOKEN; neither: admin API off
+    watch_interval: float = 0.0  # seconds between zone polls; 0 off (the CLI defaults to 1)
+    query_log_sample: int = 0  # log one query in N; 0 disables (and costs nothing)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -52,6 +63,10 @@ class Settings:
                 idle_timeout=args.tcp_idle_timeout,
             ),
             probe_wait=not args.no_probe_wait,
+            workers=max(1, args.workers),
+            admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
+            watch_interval=args.watch_interval,
+            query_log_sample=args.query_log_sample,
         )
 
 
@@ -77,17 +92,28 @@ class App:
         self.responder: Responder | None = None
         self.prober: Prober | None = None
         self.dns: DnsServer | None = None
+        self.pool: WorkerPool | None = None
+        self.dns_bound: list[tuple[str, int]] = []
         self.web = None
         self.http_bound: tuple[str, int] | None = None
         self.ready = asyncio.Event()
         self.stopping = asyncio.Event()
         self.last_reload: ReloadResult | None = None
         self.reload_lock = asyncio.Lock()
+        self.metrics = Metrics(self.stats.snapshot, self)
+        self.notifier = Notifier.from_env()
+        self.watcher: ZoneWatcher | None = None
+        self.admin_token: str | None = None
 
     async def start(self) -> None:
+        if self.settings.watch_interval > 0:  # fingerprint before loading: no edit is missed
+            self.watcher = ZoneWatcher(
+                self.settings.zones, self.reload, self.settings.watch_interval
+            )
         config, errors = load_config(self.settings.zones)
         if config is None:
             raise StartupError("\n".join(errors))
+        self.admin_token = load_admin_token(self.settings.admin_token_file)
         try:
             self.geo = GeoDB.open(self.settings.geoip)
         except GeoError as exc:
@@ -96,16 +122,16 @@ class App:
         self.engine = Engine(self.geo)
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
-        self.prober = Prober(on_change=self.responder.set_health)
+        install_query_log(self.responder, self.settings.query_log_sample)
+        self.prober = Prober(on_change=self.on_health)
+        self.metrics.attach(self.prober.events)
+        self.prober.events.transition.append(log_transition)
         await self.prober.start()
         await self.prober.update(config.checks)
         if self.settings.probe_wait:
             await self.prober.first_round(timeout=max_timeout(config))
         self.responder.set_health(self.prober.view)
-        self.dns = DnsServer(self.responder, self.settings.tcp)
-        for host, port in self.settings.dns:
-            bound = await self.dns.listen(host, port)
-            log.info("listening for DNS on %s port %d (UDP and TCP)", *bound)
+        await self.start_dns()
         await self.start_web()
         self.last_reload = ReloadResult(True, [], digest=config.digest)
         self.ready.set()
@@ -113,6 +139,50 @@ class App:
             "ready: %d zone(s), %d health check(s), GeoIP %s",
             len(config.zones), len(config.checks), self.geo.description,
         )  # fmt: skip
+        self.notifier.ready(serving_status(config))
+        self.notifier.start_watchdog()
+        if self.watcher is not None:
+            self.watcher.start()
+
+    async def start_dns(self) -> None:
+        if self.settings.workers <= 1:
+            self.dns = DnsServer(self.responder, self.settings.tcp)
+            for host, port in self.settings.dns:
+                self.dns_bound.append(await self.dns.listen(host, port))
+        else:
+            await self.start_workers()
+        for host, port in self.dns_bound:
+            log.info("listening for DNS on %s port %d (UDP and TCP)", host, port)
+
+    async def start_workers(self) -> None:
+        """Port 0 is resolved here first, so every worker binds the same port."""
+        placeholders = [DnsServer.bind_pair(host, port) for host, port in self.settings.dns]
+        endpoints = tuple(
+            (host, udp.getsockname()[1])
+            for (host, _), (udp, _) in zip(self.settings.dns, placeholders, strict=True)
+        )
+        spec = WorkerSpec(0, endpoints, str(self.settings.geoip), self.settings.identity,
+                          self.settings.version_string, self.settings.tcp)  # fmt: skip
+        self.pool = WorkerPool(self.settings.workers)
+        try:
+            await self.pool.start(spec, self.config, self.prober.view)
+        finally:
+            for udp, tcp in placeholders:  # never left to swallow a share of the queries
+                udp.close()
+                tcp.close()
+        self.dns_bound = list(endpoints)
+
+    def on_health(self, view: HealthView) -> None:
+        """Every new health view goes to the in-process responder and to every worker."""
+        self.responder.set_health(view)
+        if self.pool is not None:
+            self.pool.push_health(view)
+
+    async def stats_snapshots(self) -> list[dict]:
+        """Counters of every process that answers DNS (for /metrics)."""
+        if self.pool is not None:
+            return await self.pool.stats()
+        return [self.stats.snapshot()]
 
     async def start_web(self) -> None:
         if self.settings.http is None:
@@ -126,6 +196,7 @@ class App:
     async def reload(self) -> ReloadResult:
         """Load everything, validate, swap atomically; on any error keep serving the old."""
         async with self.reload_lock:
+            self.notifier.reloading()
             config, errors = await asyncio.to_thread(load_config, self.settings.zones)
             if config is None:
                 result = ReloadResult(False, errors)
@@ -135,14 +206,25 @@ class App:
                 await self.prober.update(config.checks)
                 self.config = config
                 self.responder.set_config(config)
+                if self.pool is not None:
+                    self.pool.push_config(config)
                 result = ReloadResult(True, [], digest=config.digest)
                 log.info("reload ok: %d zone(s), digest %s", len(config.zones), config.digest[:12])
             self.last_reload = result
+            self.metrics.on_reload(result.ok, self.config.checks)
+            failed = "" if result.ok else f"reload failed ({len(result.errors)} error(s)), "
+            self.notifier.ready(failed + serving_status(self.config))
             return result
 
     async def stop(self) -> None:
+        self.notifier.stopping()
+        if self.watcher is not None:
+            await self.watcher.stop()
+        await self.notifier.stop_watchdog()
         if self.dns is not None:
             self.dns.close()
+        if self.pool is not None:
+            await self.pool.stop()
         if self.web is not None:
             await self.web.stop()
         if self.prober is not None:
@@ -167,6 +249,35 @@ class App:
         log.info("stopping")
         await self.stop()
         return 0
+
+
+def load_admin_token(path: Path | None) -> str | None:
+    """The admin bearer token from ``path``, else ``GSLB_ADMIN_TOKEN``; never logged."""
+    if path is None:
+        token = os.environ.get("GSLB_ADMIN_TOKEN", "").strip()
+        log.info("admin API %s", "enabled (GSLB_ADMIN_TOKEN)" if token else "disabled (no token)")
+        return token or None
+    try:
+        token = path.read_text().strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise StartupError(f"admin token file {path}: {exc}") from None
+    if not token:
+        raise StartupError(f"admin token file {path} is empty")
+    log.info("admin API enabled (token from %s)", path)
+    return token
+
+
+def serving_status(config: Config) -> str:
+    """One line for systemctl status (sd_notify STATUS=)."""
+    zones, checks = len(config.zones), len(config.checks)
+    return f"serving {zones} zone(s), {checks} check(s), config {config.digest[:12]}"
+
+
+def log_transition(transition: Transition) -> None:
+    """One line per health state change, with the reason (probe result or operator)."""
+    level = logging.WARNING if transition.new == "down" else logging.INFO
+    log.log(level, "health %s: %s -> %s (%s)",
+            transition.key, transition.old, transition.new, transition.reason)  # fmt: skip
 
 
 def max_timeout(config: Config) -> float:

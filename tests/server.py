@@ -45,7 +45,7 @@ class ServerThread:
             return app
 
         self.app = self.call(boot())
-        self.dns_port = self.app.dns.bound[0][1]
+        self.dns_port = self.app.dns_bound[0][1]
         self.http_port = self.app.http_bound[1] if self.app.http_bound else 0
         return self
 

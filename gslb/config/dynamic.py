@@ -56,12 +56,17 @@ GSLB_KEYS = (
 TARGET_KEYS = ("cost", "check", "lat", "lon", "pops")
 POP_KEYS = ("name", "lat", "lon", "addresses", "check")
 
+
+def _codes(text: str) -> frozenset[str]:
+    return frozenset(text.split())
+
+
 GEO_RE = re.compile(r"^[A-Z]{2}(-[A-Z]{2}(-[A-Z]{2})?)?$")
 
 # Continent -> its countries (ISO 3166-1 alpha-2), as octoDNS' geo_data has them, plus XK
 # (Kosovo, used by MaxMind and DB-IP) and TL (which octoDNS files under a bogus "ID").
 COUNTRIES: dict[str, frozenset[str]] = {
-    continent: frozenset(codes.split())
+    continent: _codes(codes)
     for continent, codes in {
         "AF": "AO BF BI BJ BW CD CF CG CI CM CV DJ DZ EG EH ER ET GA GH GM GN GQ GW KE KM LR "
         "LS LY MA MG ML MR MU MW MZ NA NE NG RE RW SC SD SH SL SN SO SS ST SZ TD TG TN TZ UG "
@@ -79,12 +84,12 @@ COUNTRIES: dict[str, frozenset[str]] = {
 }
 # Subdivisions octoDNS checks (US states and territories), plus the Canadian provinces.
 SUBDIVISIONS: dict[str, frozenset[str]] = {
-    "US": frozenset(
+    "US": _codes(
         "AK AL AR AS AZ CA CO CT DC DE FL GA GU HI IA ID IL IN KS KY LA MA MD ME MI MN MO MP "
         "MS MT NC ND NE NH NJ NM NV NY OH OK OR PA PR RI SC SD TN TX UM UT VA VI VT WA WI WV "
-        "WY".split()
+        "WY"
     ),
-    "CA": frozenset("AB BC MB NB NL NS NT NU ON PE QC SK YT".split()),
+    "CA": _codes("AB BC MB NB NL NS NT NU ON PE QC SK YT"),
 }
 
 
@@ -128,6 +133,9 @@ class _TargetExtra:
     cost: float | None = None
     check: Any = None  # mapping, False, or None (not given)
     pops: list[dict[str, Any]] = field(default_factory=list)
+
+
+_MakeCheck = Callable[[str, Any, str], "str | None"]
 
 
 class _Parser:
@@ -201,7 +209,7 @@ class _Parser:
         rules = self.rules(dynamic.get("rules"), pools)
         self.unused_pools(pools, fallbacks, dynamic.get("rules"))
         gslb = self.gslb_block(data.get("gslb"))
-        options = self.options(gslb, ttl)
+        options = self.options(gslb)
         in_pools = {value.value for values in pools.values() for value in values}
         extras = self.targets(gslb.get("targets"), in_pools, set(origin))
         make_check = self.check_factory(gslb.get("check"), self.healthcheck(data.get("octodns")))
@@ -321,7 +329,7 @@ class _Parser:
                 continue
             seen[value.value] = index
             values.append(value)
-        if len(raw) == 1 and isinstance(raw[0], Mapping) and raw[0].get("weight", 1) != 1:
+        if len(values) == 1 == len(raw) and values[0].weight != 1:
             self.error(f"{where}: single value with weight != 1 (octoDNS rejects it too)")
         return values
 
@@ -461,7 +469,7 @@ class _Parser:
                 continue
             for other, other_rule in seen.items():
                 if geo == other:
-                    self.error(f'{where}: geo "{geo}" listed twice (rules {other_rule} and {number})')
+                    self.error(f'{where}: geo "{geo}" listed {_rules(other_rule, number)}')
                     ok = False
                 elif geo.startswith(other + "-"):
                     self.error(
@@ -515,9 +523,7 @@ class _Parser:
         for net in sorted(parsed, key=lambda n: (n.version, n.prefixlen, n.network_address)):
             for other, other_rule in seen.items():
                 if net == other:
-                    self.error(
-                        f'{where}: subnet "{net}" listed twice (rules {other_rule} and {number})'
-                    )
+                    self.error(f'{where}: subnet "{net}" listed {_rules(other_rule, number)}')
                     ok = False
                 elif net.version == other.version and net.subnet_of(other):  # type: ignore[arg-type]
                     self.error(
@@ -529,21 +535,19 @@ class _Parser:
         return tuple(parsed) if ok else None
 
     def unused_pools(
-        self,
-        pools: Mapping[str, Any],
-        fallbacks: Mapping[str, str | None],
-        rules: tuple[Rule, ...] | None,
+        self, pools: Mapping[str, Any], fallbacks: Mapping[str, str | None], rules: Any
     ) -> None:
-        used = {rule.pool for rule in rules or ()} | {f for f in fallbacks.values() if f}
-        if rules is None:
-            return  # rules broken: every pool would look unused, which only adds noise
+        """octoDNS flags pools no rule or fallback reaches: they are dead configuration."""
+        used = {f for f in fallbacks.values() if f}
+        if isinstance(rules, list):
+            used |= {r.get("pool") for r in rules if isinstance(r, Mapping)}
         for pool_id in pools:
             if pool_id not in used:
                 self.error(f'pool "{pool_id}": unused (no rule or fallback targets it)')
 
     # -- gslb block --------------------------------------------------------------------------
 
-    def options(self, gslb: Mapping, ttl: int) -> GslbOptions | None:
+    def options(self, gslb: Mapping) -> GslbOptions | None:
         before = len(self.errors)
         values: dict[str, Any] = {}
         if "chain" in gslb:
@@ -557,7 +561,8 @@ class _Parser:
             if key in gslb:
                 values[key] = self.boolean(gslb[key], f"gslb.{key}")
         if "degraded_ttl" in gslb:
-            values["degraded_ttl"] = self.integer(gslb["degraded_ttl"], "gslb.degraded_ttl", 0, MAX_TTL)
+            ttl = self.integer(gslb["degraded_ttl"], "gslb.degraded_ttl", 0, MAX_TTL)
+            values["degraded_ttl"] = ttl
         values.update(self.proximity(gslb.get("proximity")))
         values.update(self.sub_options(gslb, "cost", {"tolerance": ("cost_tolerance", 0, None)}))
         performance = {
@@ -588,23 +593,25 @@ class _Parser:
         return tuple(steps)
 
     def proximity(self, raw: Any) -> dict[str, Any]:
+        """``{km: N}`` or ``{ratio: R, min_km: M}`` (ratio alone keeps the default floor)."""
         if raw is None:
             return {}
         if not isinstance(raw, Mapping):
-            self.error("gslb.proximity: expected a mapping with km or ratio")
+            self.error("gslb.proximity: expected a mapping with km, or ratio and min_km")
             return {}
-        self.unknown_keys(raw, ("km", "ratio"), "gslb.proximity: ")
-        if "km" in raw and "ratio" in raw:
-            self.error("gslb.proximity: give km or ratio, not both")
+        self.unknown_keys(raw, ("km", "ratio", "min_km"), "gslb.proximity: ")
+        if "km" in raw and ("ratio" in raw or "min_km" in raw):
+            self.error("gslb.proximity: give km, or ratio (and min_km), not both")
             return {}
         if "km" in raw:
-            return {
-                "proximity_km": self.number(raw["km"], "gslb.proximity.km", 0),
-                "proximity_ratio": None,
-            }
+            km = self.number(raw["km"], "gslb.proximity.km", 0)
+            return {"proximity_km": km, "proximity_ratio": None}
+        out: dict[str, Any] = {}
         if "ratio" in raw:
-            return {"proximity_ratio": self.number(raw["ratio"], "gslb.proximity.ratio", 1)}
-        return {}
+            out["proximity_ratio"] = self.number(raw["ratio"], "gslb.proximity.ratio", 1)
+        if "min_km" in raw:
+            out["proximity_min_km"] = self.number(raw["min_km"], "gslb.proximity.min_km", 0)
+        return out
 
     def sub_options(
         self, gslb: Mapping, key: str, spec: dict[str, tuple[str, float, float | None]]
@@ -623,7 +630,7 @@ class _Parser:
                 out[option] = self.number(raw[name], f"gslb.{key}.{name}", low, high)
         return out
 
-    def targets(self, raw: Any, known: set[str]) -> dict[str, _TargetExtra]:
+    def targets(self, raw: Any, in_pools: set[str], origin: set[str]) -> dict[str, _TargetExtra]:
         if raw is None:
             return {}
         if not isinstance(raw, Mapping):
@@ -637,13 +644,15 @@ class _Parser:
             except ValueError as exc:
                 self.error(f"{where}: {exc}")
                 continue
-            if value not in known:
+            if value not in in_pools and value not in origin:
                 self.error(f"{where}: not a value of any pool nor of the record (a typo?)")
                 continue
             if not isinstance(item, Mapping):
                 self.error(f"{where}: expected a mapping with cost, check, lat/lon or pops")
                 continue
             self.unknown_keys(item, TARGET_KEYS, f"{where}: ")
+            if "check" in item and value not in in_pools:
+                self.error(f"{where}.check: the origin is probed by gslb.origin_check")
             out[value] = self.target_extra(where, value, item)
         return out
 
@@ -695,10 +704,8 @@ class _Parser:
             addresses = self.pop_addresses(pwhere, item.get("addresses"))
             check = self.check_option(item["check"], f"{pwhere}.check") if "check" in item else None
             if point is not None:
-                out.append(
-                    {"name": name, "lat": point[0], "lon": point[1], "addresses": addresses}
-                    | {"check": check}
-                )
+                out.append({"name": name, "lat": point[0], "lon": point[1], "addresses": addresses})
+                out[-1]["check"] = check
         return out
 
     def pop_addresses(self, where: str, raw: Any) -> tuple[str, ...]:
@@ -732,7 +739,8 @@ class _Parser:
         self.error(f"{where}: expected a mapping of check settings or false")
         return None
 
-    def octodns_healthcheck(self, raw: Any) -> Mapping | None:
+    def healthcheck(self, raw: Any) -> Mapping | None:
+        """``octodns.healthcheck``; the other provider keys under ``octodns`` are not ours."""
         if raw is None:
             return None
         if not isinstance(raw, Mapping):
@@ -744,50 +752,35 @@ class _Parser:
             return None
         return healthcheck
 
-    def check_factory(
-        self, gslb_check: Any, healthcheck: Mapping | None
-    ) -> Callable[[str, Any], str | None]:
-        """Return ``make(target, override) -> check key`` for the record's default check.
+    def check_factory(self, gslb_check: Any, healthcheck: Mapping | None) -> _MakeCheck:
+        """Return ``make(target, override, field) -> check key`` for the record's values.
 
         ``gslb.check`` wins over ``octodns.healthcheck``; ``false`` disables both. An override
-        (a target's or PoP's own ``check``) is merged over ``gslb.check``, or ``false``.
+        (a target's or PoP's own ``check``) is merged over ``gslb.check``, or is ``false``.
+        ``target`` is what the probe connects to: the CDN hostname or the address.
         """
         default = self.check_option(gslb_check, "gslb.check") if gslb_check is not None else None
         host = self.fqdn.rstrip(".")
 
-        def make(target: str, override: Any) -> str | None:
-            if override is False:
+        def make(target: str, override: Any, field_: str) -> str | None:
+            if override is False or (override is None and default is False):
                 return None
             if isinstance(override, Mapping):
                 base = default if isinstance(default, Mapping) else {}
-                where = f"{self.where}: gslb.targets check for {target}"
-                spec = parse_check(
-                    {**base, **override},
-                    target=target,
-                    default_host=host,
-                    where=where,
-                    errors=self.errors,
-                )
-            elif default is False:
-                return None
+                data, where, parse = {**base, **override}, field_, parse_check
             elif isinstance(default, Mapping):
-                spec = parse_check(
-                    default,
-                    target=target,
-                    default_host=host,
-                    where=f"{self.where}: gslb.check",
-                    errors=self.errors,
-                )
+                data, where, parse = default, "gslb.check", parse_check
             elif healthcheck is not None:
-                spec = from_octodns(
-                    healthcheck,
-                    target=target,
-                    default_host=host,
-                    where=f"{self.where}: octodns.healthcheck",
-                    errors=self.errors,
-                )
+                data, where, parse = healthcheck, "octodns.healthcheck", from_octodns
             else:
-                return None  # octoDNS without a health check: status obey = up
+                return None  # octoDNS without a health check: status obey counts as up
+            spec = parse(
+                data,
+                target=target,
+                default_host=host,
+                where=f"{self.where}: {where}",
+                errors=self.errors,
+            )
             if spec is None:
                 return None
             self.checks[spec.key] = spec
@@ -795,61 +788,67 @@ class _Parser:
 
         return make
 
-    def build_targets(
-        self,
-        values: set[str],
-        extras: Mapping[str, _TargetExtra],
-        make_check: Callable[[str, Any], str | None],
-    ) -> dict[str, Target]:
-        """One Target per distinct value (weight/status are set per pool afterwards)."""
-        out: dict[str, Target] = {}
-        for value in sorted(values):
-            extra = extras.get(value, _TargetExtra())
-            check = make_check(value, extra.check)
-            pops = tuple(self.build_pop(value, pop, extra.check, make_check) for pop in extra.pops)
-            out[value] = Target(value=value, cost=extra.cost, pops=pops, check=check)
-        return out
+    def build_target(
+        self, value: str, extras: Mapping[str, _TargetExtra], make_check: _MakeCheck
+    ) -> Target:
+        """One Target per distinct value; weight and status are set per pool afterwards."""
+        extra = extras.get(value, _TargetExtra())
+        field_ = f'gslb.targets "{value}".check'
+        check = make_check(value, extra.check, field_)
+        pops = tuple(self.build_pop(value, pop, extra.check, make_check) for pop in extra.pops)
+        return Target(value=value, cost=extra.cost, pops=pops, check=check)
 
     def build_pop(
-        self,
-        value: str,
-        pop: dict[str, Any],
-        target_check: Any,
-        make_check: Callable[[str, Any], str | None],
+        self, value: str, pop: dict[str, Any], target_check: Any, make_check: _MakeCheck
     ) -> Pop:
-        """A PoP with addresses is probed on its first address, like its target otherwise."""
+        """A PoP with addresses is probed on its first address, with its target's settings."""
         addresses = pop.get("addresses", ())
         check = None
         if addresses:
             override = pop.get("check")
-            check = make_check(addresses[0], target_check if override is None else override)
+            field_ = f'gslb.targets "{value}" pop "{pop["name"]}".check'
+            check = make_check(addresses[0], target_check if override is None else override, field_)
         return Pop(
             name=pop["name"], lat=pop["lat"], lon=pop["lon"], addresses=addresses, check=check
         )
 
-    def origin_checks(self, raw: Any, origin: tuple[str, ...]) -> dict[str, str]:
-        """``gslb.origin_check`` probes each origin value; absent or false = not probed."""
-        if raw is None or raw is False:
-            return {}
-        if not isinstance(raw, Mapping):
+    def origin_targets(
+        self,
+        raw: Any,
+        origin: tuple[str, ...],
+        extras: Mapping[str, _TargetExtra],
+        make_check: _MakeCheck,
+    ) -> tuple[Target, ...]:
+        """The origin values as Targets: probed only by ``gslb.origin_check`` (octoDNS does
+        not check the record's own values at all)."""
+        if raw is not None and raw is not False and not isinstance(raw, Mapping):
             self.error("gslb.origin_check: expected a mapping of check settings or false")
-            return {}
-        out: dict[str, str] = {}
+            raw = None
+        out: list[Target] = []
         for value in origin:
-            spec = parse_check(
-                raw,
-                target=value,
-                default_host=self.fqdn.rstrip("."),
-                where=f"{self.where}: gslb.origin_check",
-                errors=self.errors,
-            )
-            if spec is not None:
-                self.checks[spec.key] = spec
-                out[value] = spec.key
-        return out
+            extra = extras.get(value, _TargetExtra())
+            check = None
+            if isinstance(raw, Mapping):
+                spec = parse_check(
+                    raw,
+                    target=value,
+                    default_host=self.fqdn.rstrip("."),
+                    where=f"{self.where}: gslb.origin_check",
+                    errors=self.errors,
+                )
+                if spec is not None:
+                    self.checks[spec.key] = spec
+                    check = spec.key
+            pops = tuple(self.build_pop(value, pop, False, make_check) for pop in extra.pops)
+            out.append(Target(value=value, cost=extra.cost, pops=pops, check=check))
+        return tuple(out)
 
 
 def _category(subnets: bool, geos: bool) -> int:
     if subnets:
         return 1 if geos else 0
     return 2 if geos else 3
+
+
+def _rules(first: int, second: int) -> str:
+    return "twice in one rule" if first == second else f"twice (rules {first} and {second})"

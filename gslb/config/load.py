@@ -288,7 +288,9 @@ class ZoneBuilder:
 
     def check_delegations(self) -> set[bytes]:
         cuts = {
-            name for name, node in self.nodes.items() if name != self.origin and model.NS in node.rrsets
+            name
+            for name, node in self.nodes.items()
+            if name != self.origin and model.NS in node.rrsets
         }
         glue_types = {model.A, model.AAAA}
         for name, node in self.nodes.items():

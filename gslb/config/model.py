@@ -15,7 +15,20 @@ from dnslib import RD
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 # Query types we care about by number (RFC 1035 and successors).
-A, NS, CNAME, SOA, PTR, HINFO, MX, TXT, AAAA, SRV, OPT, CAA = 1, 2, 5, 6, 12, 13, 15, 16, 28, 33, 41, 257
+A, NS, CNAME, SOA, PTR, HINFO, MX, TXT, AAAA, SRV, OPT, CAA = (
+    1,
+    2,
+    5,
+    6,
+    12,
+    13,
+    15,
+    16,
+    28,
+    33,
+    41,
+    257,
+)
 DS, IXFR, AXFR, MAILB, MAILA, ANY = 43, 251, 252, 253, 254, 255
 
 
@@ -84,6 +97,7 @@ class GslbOptions:
     degraded_ttl: int | None = None  # TTL while answering from a fallback or the origin
     proximity_km: float | None = None  # keep values within this many km of the nearest
     proximity_ratio: float | None = 1.5  # or within nearest * ratio (used when km is unset)
+    proximity_min_km: float = 500.0  # ratio mode keeps at least nearest + this (GeoIP noise)
     cost_tolerance: float = 0.2  # keep values costing at most cheapest * (1 + tolerance)
     latency_tolerance: float = 0.5  # performance: keep latency <= best * (1 + tolerance)
     success_floor: float = 0.9  # performance: drop values whose success ratio fell below
@@ -103,6 +117,8 @@ class DynamicRecord:
     pools: dict[str, Pool]
     rules: tuple[Rule, ...]
     options: GslbOptions = field(default_factory=GslbOptions)
+    # The origin values as Targets (cost, PoPs, origin check); empty = plain ``origin`` values.
+    origin_targets: tuple[Target, ...] = ()
 
 
 @dataclass(slots=True)

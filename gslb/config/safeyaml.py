@@ -14,6 +14,7 @@ import yaml
 MAX_BYTES = 64 * 1024 * 1024
 MAX_DEPTH = 64
 MAX_ALIASES = 1000
+MAX_EXPANDED = 2_000_000  # nodes after expanding every alias
 _ANCHOR = re.compile(rb"(^|[\s\[{,:-])[&*][^\s,\[\]{}]")
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
@@ -30,6 +31,12 @@ class _CheckedLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
 
+    def compose_document(self) -> Any:
+        node = super().compose_document()
+        if expanded_size(node, {}) > MAX_EXPANDED:
+            raise YamlError(f"aliases expand to more than {MAX_EXPANDED} nodes (a YAML bomb)")
+        return node
+
     def compose_node(self, parent: Any, index: Any) -> Any:
         if self.check_event(yaml.AliasEvent):
             self._aliases += 1
@@ -44,12 +51,26 @@ class _CheckedLoader(yaml.SafeLoader):
             self._depth -= 1
 
 
+def expanded_size(node: Any, memo: dict[int, int]) -> int:
+    """Node count with aliases expanded, computed in linear time over the shared graph."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        size += sum(expanded_size(child, memo) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size += sum(expanded_size(k, memo) + expanded_size(v, memo) for k, v in node.value)
+    memo[id(node)] = size = min(size, MAX_EXPANDED + 1)
+    return size
+
+
 def load_yaml(raw: bytes) -> Any:
     if len(raw) > MAX_BYTES:
         raise YamlError(f"file larger than {MAX_BYTES // (1024 * 1024)} MiB")
     loader = _CheckedLoader if _ANCHOR.search(raw) else _FastLoader
     try:
-        return yaml.load(raw, Loader=loader)  # noqa: S506 - both loaders are safe loaders
+        data = yaml.load(raw, Loader=loader)  # noqa: S506 - both loaders are safe loaders
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark
         where = f"line {mark.line + 1} column {mark.column + 1}: " if mark else ""
@@ -58,3 +79,20 @@ def load_yaml(raw: bytes) -> Any:
         raise YamlError(f"invalid YAML: {exc}") from None
     except RecursionError:
         raise YamlError(f"nested deeper than {MAX_DEPTH} levels") from None
+    if too_deep(data):
+        raise YamlError(f"nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
+def too_deep(data: Any) -> bool:
+    """Iterative depth check of loaded data (the C loader has no depth limit of its own)."""
+    stack = [(data, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((value, depth + 1) for value in item.values())
+        elif isinstance(item, list):
+            stack.extend((value, depth + 1) for value in item)
+    return False

@@ -1,0 +1,301 @@
+"""Prometheus metrics: built at scrape time from plain counters, plus probe and reload metrics.
+
+The answer path counts in ``gslb.stats`` dicts (a fraction of a microsecond per query); the
+collector here turns a ``Stats.snapshot()``-shaped dict into metric families only when
+Prometheus scrapes. It reads whatever ``stats_source`` returns, so a multi-process server can
+hand it merged snapshots without anything here changing.
+
+Probes and reloads are rare, so those use ordinary prometheus-client objects fed from the
+prober's events. Every label is bounded by the configuration (zones, records, targets, check
+keys) or by a fixed set (qtype, rcode, transport, reason, outcome): never a client address.
+Series of checks that a reload removed are dropped, so editing check options (which changes
+the key) does not grow the series count forever.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Iterator
+from typing import Any
+
+from dnslib import QTYPE, RCODE, DNSRecord
+from prometheus_client import CollectorRegistry, Counter, Histogram, disable_created_metrics
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.metrics_core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+from gslb import __version__
+from gslb.stats import LATENCY_BUCKETS
+
+StatsSource = Callable[[], dict]
+log = logging.getLogger(__name__)
+query_log = logging.getLogger("gslb.query")
+
+PROBE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+ECS_FAMILIES = {1: "ipv4", 2: "ipv6"}
+RELOAD_RESULTS = ("success", "failure")
+
+# Probe failure reasons (gslb.health.checks) -> a bounded ``outcome`` label.
+OUTCOMES = (
+    ("ok", "success"),
+    ("status", "status"),
+    ("timeout", "timeout"),
+    ("TLS error", "tls"),
+    ("connection refused", "refused"),
+    ("connection reset", "reset"),
+    ("connection closed", "closed"),
+    ("name does not resolve", "dns"),
+    ("body does not match", "body"),
+    ("bad response", "bad_response"),
+    ("connect error", "connect_error"),
+)
+
+
+def probe_outcome(ok: bool, reason: str) -> str:
+    """``success`` or the failure class of ``reason``; ``error`` for anything unforeseen."""
+    if ok:
+        return "success"
+    for prefix, outcome in OUTCOMES[1:]:
+        if reason.startswith(prefix):
+            return outcome
+    return "error"
+
+
+class StatsCollector(Collector):
+    """DNS answer-path metrics from a ``Stats.snapshot()``-shaped dict, read at scrape."""
+
+    def __init__(self, source: StatsSource) -> None:
+        self.source = source
+        self.pinned: dict | None = None  # a snapshot handed in for one render (merged, async)
+
+    def collect(self) -> Iterator[Metric]:
+        snap = self.pinned if self.pinned is not None else self.source()
+        yield _counter(
+            "gslb_queries", "DNS queries answered (or refused), by zone, type, rcode, transport.",
+            ("zone", "qtype", "rcode", "transport"), snap["queries"].items(),
+        )  # fmt: skip
+        yield _counter(
+            "gslb_answers", "GSLB decisions by record, chosen target and why it was chosen.",
+            ("record", "target", "reason"), snap["answers"].items(),
+        )  # fmt: skip
+        ecs = defaultdict(int)
+        for (family, scope), count in snap["ecs"].items():
+            ecs[(ECS_FAMILIES.get(family, str(family)), str(scope))] += count
+        yield _counter(
+            "gslb_ecs_queries", "Queries with EDNS Client Subnet, by family and returned scope.",
+            ("family", "scope"), ecs.items(),
+        )  # fmt: skip
+        yield _counter(
+            "gslb_truncated", "Replies truncated (TC) to fit the transport limit.",
+            ("transport",), (((k,), v) for k, v in snap["truncated"].items()),
+        )  # fmt: skip
+        yield _counter(
+            "gslb_malformed", "Messages dropped or answered FORMERR as unparseable.",
+            ("transport",), (((k,), v) for k, v in snap["malformed"].items()),
+        )  # fmt: skip
+        yield CounterMetricFamily(
+            "gslb_tcp_connections", "TCP connections accepted.", snap["tcp_connections"]
+        )
+        yield CounterMetricFamily(
+            "gslb_tcp_refused", "TCP connections refused by the connection limits.",
+            snap["tcp_refused"],
+        )  # fmt: skip
+        yield _latency(snap["latency_buckets"], snap["latency_sum"])
+
+
+def _counter(
+    name: str, doc: str, labels: tuple[str, ...], items: Iterable[tuple[tuple, int]]
+) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, doc, labels=labels)
+    for key, count in items:
+        family.add_metric([str(part) for part in key], count)
+    return family
+
+
+def _latency(counts: list[int], total: float) -> HistogramMetricFamily:
+    """Stats keeps one count per bucket; Prometheus wants cumulative ``le`` buckets."""
+    buckets, running = [], 0
+    for bound, count in zip((*LATENCY_BUCKETS, float("inf")), counts, strict=True):
+        running += count
+        buckets.append((floatToGoString(bound), running))
+    return HistogramMetricFamily(
+        "gslb_query_duration_seconds",
+        "Time from receiving a query to handing the reply to the socket.",
+        buckets=buckets,
+        sum_value=total,
+    )
+
+
+class StateCollector(Collector):
+    """Configuration and health state of the running app, read at scrape."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "gslb_build_info", "Always 1; the version as a label.", labels=("version",)
+        )
+        info.add_metric([__version__], 1)
+        yield info
+        config = self.app.config
+        if config is None:
+            return
+        yield from self._config(config)
+        yield self._targets(config)
+
+    def _config(self, config: Any) -> Iterator[Metric]:
+        info = GaugeMetricFamily(
+            "gslb_config_info", "Always 1; the digest of the zone files being served.",
+            labels=("digest",),
+        )  # fmt: skip
+        info.add_metric([config.digest], 1)
+        yield info
+        yield GaugeMetricFamily(
+            "gslb_config_last_reload_success_timestamp_seconds",
+            "When the configuration being served was loaded (start or last good reload).",
+            config.loaded_at,
+        )
+        last = self.app.last_reload
+        yield GaugeMetricFamily(
+            "gslb_config_last_reload_successful",
+            "1 when the last load or reload attempt succeeded, 0 when it failed.",
+            1.0 if last is None or last.ok else 0.0,
+        )
+        serial = GaugeMetricFamily(
+            "gslb_zone_serial", "SOA serial of each zone served.", labels=("zone",)
+        )
+        for zone in config.zones.values():
+            serial.add_metric([zone.fqdn], zone.serial)
+        yield serial
+
+    def _targets(self, config: Any) -> Metric:
+        up = GaugeMetricFamily(
+            "gslb_target_up",
+            "1 when answers treat the check as up (probes or override), 0 when down or drained.",
+            labels=("check",),
+        )
+        prober = self.app.prober
+        if prober is not None:
+            view = prober.view
+            for key in sorted(config.checks):
+                up.add_metric([key], 1.0 if view.effective(key) == "up" else 0.0)
+        return up
+
+
+class Metrics:
+    """The registry of one server: scrape-time collectors plus probe and reload metrics."""
+
+    def __init__(self, stats_source: StatsSource, app: Any | None = None) -> None:
+        disable_created_metrics()  # process-wide; *_created series only double the output
+        self.registry = CollectorRegistry(auto_describe=False)
+        self.stats_collector = StatsCollector(stats_source)
+        self.registry.register(self.stats_collector)
+        if app is not None:
+            self.registry.register(StateCollector(app))
+        self.probe_results = Counter(
+            "gslb_probe_results", "Health probe results by check and outcome.",
+            ("check", "outcome"), registry=self.registry,
+        )  # fmt: skip
+        self.probe_duration = Histogram(
+            "gslb_probe_duration_seconds", "Health probe duration until the verdict.",
+            ("check",), buckets=PROBE_BUCKETS, registry=self.registry,
+        )  # fmt: skip
+        self.transitions = Counter(
+            "gslb_health_transitions", "Health state changes by check and new state.",
+            ("check", "to"), registry=self.registry,
+        )  # fmt: skip
+        self.reloads = Counter(
+            "gslb_config_reloads", "Configuration reload attempts by result.",
+            ("result",), registry=self.registry,
+        )  # fmt: skip
+        for result in RELOAD_RESULTS:
+            self.reloads.labels(result)  # present at 0, so increase() sees the first failure
+        self._series: dict[str, set[tuple[Counter | Histogram, tuple[str, ...]]]] = {}
+
+    def attach(self, events: Any) -> None:
+        """Subscribe to a prober's ``events`` (gslb.health.prober.Events)."""
+        events.probe.append(self.on_probe)
+        events.transition.append(self.on_transition)
+
+    def on_probe(self, key: str, result: Any) -> None:
+        outcome = probe_outcome(result.ok, result.reason)
+        self.probe_results.labels(key, outcome).inc()
+        self.probe_duration.labels(key).observe(result.latency)
+        self._remember(key, self.probe_results, (key, outcome))
+        self._remember(key, self.probe_duration, (key,))
+
+    def on_transition(self, transition: Any) -> None:
+        self.transitions.labels(transition.key, transition.new).inc()
+        self._remember(transition.key, self.transitions, (transition.key, transition.new))
+
+    def on_reload(self, ok: bool, checks: Iterable[str] = ()) -> None:
+        """Count a reload; after a good one, drop the series of checks no longer configured."""
+        self.reloads.labels("success" if ok else "failure").inc()
+        if ok:
+            self.forget_checks(set(checks))
+
+    def forget_checks(self, keep: set[str]) -> None:
+        for key in [key for key in self._series if key not in keep]:
+            for metric, labels in self._series.pop(key):
+                metric.remove(*labels)
+
+    def _remember(self, key: str, metric: Counter | Histogram, labels: tuple[str, ...]) -> None:
+        self._series.setdefault(key, set()).add((metric, labels))
+
+    def render(self, accept: str | None, stats: dict | None = None) -> tuple[bytes, str]:
+        """The exposition (OpenMetrics when the scraper asks for it) and its content type.
+
+        ``stats`` replaces ``stats_source`` for this render: the caller gathered (and merged)
+        the snapshots of several processes, which takes awaiting. Rendering is synchronous,
+        so nothing else can render in between."""
+        encoder, content_type = choose_encoder(accept or "")
+        self.stats_collector.pinned = stats
+        try:
+            return encoder(self.registry), content_type
+        finally:
+            self.stats_collector.pinned = None
+
+
+def install_query_log(responder: Any, every: int) -> None:
+    """Log one query in ``every`` (0: off). Off means the responder is left untouched, so
+    the answer path pays nothing; on, it pays one counter step per query."""
+    if every <= 0:
+        return
+    handle = responder.handle
+    counter = itertools.count(1)
+
+    def sampled(data: bytes, client: str, transport: str = "udp") -> bytes | None:
+        reply = handle(data, client, transport)
+        if next(counter) % every == 0:
+            _log_query(client, transport, reply)
+        return reply
+
+    responder.handle = sampled
+    log.info("query log: one query in %d", every)
+
+
+def _log_query(client: str, transport: str, reply: bytes | None) -> None:
+    if reply is None:
+        query_log.info("client=%s transport=%s dropped", client, transport)
+        return
+    try:
+        message = DNSRecord.parse(reply)
+    except Exception:  # a sampled log line must never break the answer
+        query_log.info("client=%s transport=%s unparseable reply", client, transport)
+        return
+    question = message.questions[0] if message.questions else None
+    answers = " ".join(str(rr.rdata) for rr in message.rr) or "-"
+    query_log.info(
+        "client=%s transport=%s name=%s type=%s rcode=%s answer=%s",
+        client, transport, question.qname if question else "-",
+        QTYPE.get(question.qtype) if question else "-", RCODE.get(message.header.rcode), answers,
+    )  # fmt: skip

@@ -1,0 +1,266 @@
+"""The GSLB decision: the record's chain of steps, a decision cache, and ``explain``.
+
+``Engine.answer`` is the hot path. Everything before the final weighted pick is deterministic
+for (record, matched rule, client location when proximity matters, health snapshot), so its
+outcome is cached per key and a query costs: choose the client address, match the rule (a few
+int compares, one geo lookup when geo rules or proximity need it), one dict lookup, one pick.
+A new health snapshot clears the cache. ``Engine.explain`` runs the very same steps with a
+recording trace instead of the no-op one.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Any
+
+from gslb.config.model import DynamicRecord
+from gslb.health.view import HealthView
+from gslb.policy import cost, health, performance, proximity, rules, weighted
+from gslb.policy.client import (
+    STICKY_PREFIX,
+    Address,
+    Client,
+    GeoLike,
+    client_address,
+    full_prefix,
+    sticky_key,
+)
+from gslb.policy.context import NULL_TRACE, Candidate, Context, NullTrace, Step, Trace, candidates
+from gslb.policy.rules import Match, RuleIndex
+from gslb.policy.weighted import Prepared
+
+STEPS: dict[str, Step] = {
+    "rules": rules.step,
+    "health": health.step,
+    "performance": performance.step,
+    "proximity": proximity.step,
+    "cost": cost.step,
+    "weighted": weighted.step,
+}
+TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
+
+
+@dataclass(frozen=True, slots=True)
+class Answer:
+    values: tuple[str, ...]  # rdata texts (addresses, or one CNAME target with trailing dot)
+    ttl: int
+    scope: int  # ECS scope prefix length this answer depended on
+    reason: str  # rule | pool | fallback | origin | fail-open | forced | exhausted
+    target: str  # bounded metrics label: the chosen target value, or "origin"
+    pool: str | None
+
+
+class Compiled:
+    """A record prepared for matching: built once per record object, reused per query."""
+
+    __slots__ = ("record", "rules", "steps", "weighted", "proximity", "seed_rules", "fixed")
+
+    def __init__(self, record: DynamicRecord) -> None:
+        chain = record.options.chain
+        self.record = record
+        self.rules = RuleIndex(record.rules)
+        self.steps = tuple(STEPS[name] for name in chain)
+        self.weighted = "weighted" in chain
+        self.seed_rules = "rules" not in chain  # start from the catch-all pool instead
+        targets = [t for pool in record.pools.values() for t in pool.targets]
+        has_coordinates = any(t.pops for t in (*targets, *record.origin_targets))
+        self.proximity = "proximity" in chain and has_coordinates
+        # No subnet, geo or proximity input: every client gets the catch-all, scope 0.
+        uses_client = not self.seed_rules and (self.rules.has_subnets or self.rules.has_geos)
+        self.fixed = None
+        if not uses_client and not self.proximity:
+            self.fixed = Match(self.rules.catch_all, "catch-all", 0)
+
+
+class Engine:
+    """Decides answers for dynamic records. One per process; not thread-safe (asyncio)."""
+
+    def __init__(
+        self,
+        geo: GeoLike | None,
+        rng: random.Random | None = None,
+        *,
+        cache_size: int = 65536,
+    ) -> None:
+        self.geo = geo
+        self._locate = geo.locate if geo is not None else None
+        self.rng = rng if rng is not None else random.Random()
+        self.cache_size = cache_size
+        self._compiled: dict[int, Compiled] = {}
+        self._cache: dict[tuple[int, int, int], Prepared] = {}
+        self._health: HealthView | None = None
+        self._version = -1
+        self.hits = 0
+        self.misses = 0
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def answer(
+        self,
+        record: DynamicRecord,
+        resolver: Address,
+        ecs: tuple[Address, int] | None,
+        health: HealthView,
+    ) -> Answer:
+        comp = self._compiled.get(id(record))
+        if comp is None or comp.record is not record:
+            comp = self.compile(record)
+        address, source = client_address(record.options, resolver, ecs)
+        match = self.match(comp, address, source)
+        if health is not self._health or health.version != self._version:
+            self._cache.clear()
+            self._health, self._version = health, health.version
+        location = match.location
+        key = (id(comp), match.index, id(location) if comp.proximity else 0)
+        prepared = self._cache.get(key)
+        if prepared is None:
+            self.misses += 1
+            if len(self._cache) >= self.cache_size:
+                self._cache.clear()
+            client = Client(address, source, location, match.located)
+            prepared = self.run(comp, client, match, health, NULL_TRACE)
+            prepared.pins = (comp, location)  # their id()s are in the key: keep them alive
+            self._cache[key] = prepared
+        else:
+            self.hits += 1
+        return self.finish(prepared, match, address, source)
+
+    def compile(self, record: DynamicRecord) -> Compiled:
+        if len(self._compiled) >= 4096:  # old records after many reloads
+            self._compiled.clear()
+        comp = self._compiled[id(record)] = Compiled(record)
+        return comp
+
+    def match(self, comp: Compiled, address: Address, source: int | None) -> Match:
+        if comp.fixed is not None:
+            return comp.fixed
+        if comp.seed_rules:
+            location = self._locate(address) if comp.proximity and self._locate else None
+            located = comp.proximity and self._locate is not None
+            return Match(comp.rules.catch_all, "catch-all", 0, location, located)
+        return comp.rules.match(address, source, self._locate, comp.proximity)
+
+    def run(
+        self, comp: Compiled, client: Client, match: Match, view: HealthView, trace: NullTrace
+    ) -> Prepared:
+        """Run the record's chain; everything up to (not including) the per-query pick."""
+        record = comp.record
+        ctx = Context(record, record.options, client, view, match, trace)
+        cands: list[Candidate] = []
+        if comp.seed_rules:
+            rule = record.rules[match.index]
+            ctx.pool, ctx.reason = rule.pool, "pool" if rule.catch_all else "rule"
+            cands = candidates(record.pools[rule.pool].targets, rule.pool)
+        for step in comp.steps:
+            cands = step(ctx, cands)
+        return weighted.prepare(ctx, cands, comp.weighted)
+
+    def finish(
+        self, prepared: Prepared, match: Match, address: Address, source: int | None
+    ) -> Answer:
+        """The per-query part: scope, then the weighted pick (memoised Answer objects)."""
+        scope = match.scope
+        if prepared.used_location:
+            loc = match.location
+            prefix = loc.network.prefixlen if loc is not None else source or full_prefix(address)
+            scope = max(scope, prefix)
+        if prepared.sticky:
+            scope = max(scope, STICKY_PREFIX[address.version])
+        if not prepared.choices:
+            return Answer((), prepared.ttl, scope, prepared.reason, "origin", prepared.pool)
+        key = sticky_key(address) if prepared.sticky else 0
+        indices = weighted.pick(prepared, self.rng, key)
+        first = prepared.choices[indices[0]]
+        if len(indices) == 1 and len(first.values) <= prepared.answers:
+            memo = prepared.memo.get((indices[0], scope))
+            if memo is None:
+                memo = prepared.memo[(indices[0], scope)] = Answer(
+                    first.values, prepared.ttl, scope, first.reason, first.label, prepared.pool
+                )
+            return memo
+        values = weighted.values_of(prepared, indices)
+        return Answer(values, prepared.ttl, scope, first.reason, first.label, prepared.pool)
+
+    # -- explain -----------------------------------------------------------------------------
+
+    def explain(
+        self,
+        record: DynamicRecord,
+        resolver: Address,
+        ecs: tuple[Address, int] | None,
+        health: HealthView,
+    ) -> dict[str, Any]:
+        """The whole decision as JSON-able data, computed by the same steps as ``answer``."""
+        comp = Compiled(record)
+        address, source = client_address(record.options, resolver, ecs)
+        match = self.match(comp, address, source)
+        client = Client(address, source, match.location, match.located)
+        trace = Trace()
+        prepared = self.run(comp, client, match, health, trace)
+        answer = self.finish(prepared, match, address, source)
+        rule = record.rules[match.index]
+        return {
+            "record": record.fqdn,
+            "type": TYPE_NAMES.get(record.rtype, str(record.rtype)),
+            "query": {
+                "resolver": str(resolver),
+                "ecs": None if ecs is None else f"{ecs[0]}/{ecs[1]}",
+                "ecs_used": source is not None,
+            },
+            "client": client.describe(),
+            "rule": {
+                "number": match.index + 1,
+                "pool": rule.pool,
+                "geos": list(rule.geos),
+                "subnets": [str(s) for s in rule.subnets],
+                "catch_all": rule.catch_all,
+                "matched_by": match.by,
+                "matched": match.matched,
+            },
+            "chain": list(record.options.chain),
+            "steps": trace.steps,
+            "candidates": trace.candidates(),
+            "choices": [
+                {"values": list(c.values), "target": c.label, "weight": c.weight}
+                for c in prepared.choices
+            ],
+            "answer": {
+                "values": list(answer.values),
+                "ttl": answer.ttl,
+                "scope": answer.scope,
+                "reason": answer.reason,
+                "target": answer.target,
+                "pool": answer.pool,
+            },
+            "health_version": health.version,
+        }
+
+
+def render_explain(trace: dict[str, Any]) -> str:
+    """``explain`` output as text: who asked, where they are, the rule, each step, the answer."""
+    client, rule, answer = trace["client"], trace["rule"], trace["answer"]
+    loc = client["location"]
+    where = "unknown location"
+    if loc is not None:
+        geos = loc["geos"][0] if loc["geos"] else "?"
+        where = f"{geos} ({loc['lat']}, {loc['lon']}) via {loc['network']}"
+    source = f"ECS /{client['source_prefix']}" if client["from_ecs"] else "resolver"
+    matched = f" on {rule['matched']}" if rule["matched"] else ""
+    lines = [
+        f"{trace['record']} {trace['type']} for {client['address']} ({source}): {where}",
+        f"rule {rule['number']} -> pool {rule['pool']} (by {rule['matched_by']}{matched})",
+    ]
+    for step in trace["steps"]:
+        notes = ", ".join(f"{k}={v}" for k, v in step["notes"].items())
+        lines.append(f"  {step['step']:<12} -> {', '.join(step.get('out', [])) or '(none)'}")
+        if notes:
+            lines.append(f"  {'':<12}    {notes}")
+        for drop in step["dropped"]:
+            lines.append(f"  {'':<12}    dropped {drop['pool']}: {drop['value']}: {drop['why']}")
+    values = " ".join(answer["values"]) or "(no answer)"
+    lines.append(
+        f"answer: {values} ttl={answer['ttl']} scope=/{answer['scope']} "
+        f"reason={answer['reason']} target={answer['target']} pool={answer['pool']}"
+    )
+    return "\n".join(lines)
