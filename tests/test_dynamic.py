@@ -387,6 +387,10 @@ CASES: list[tuple[dict[str, Any], str]] = [
         changed(C, "dynamic.pools.eu.values", [{"value": "a.cdn.net.", "weight": 5}]),
         'pool "eu": single value with weight != 1 (octoDNS rejects it too)',
     ),
+    (
+        changed(C, "dynamic.pools.eu.fallback", ["global"]),
+        """pool "eu": invalid fallback "['global']" (expected a pool id)""",
+    ),
     (changed(C, "dynamic.pools.eu.fallback", "nowhere"), 'pool "eu": undefined fallback "nowhere"'),
     (
         changed(C, "dynamic.pools.global.fallback", "eu"),
@@ -652,6 +656,10 @@ CASES: list[tuple[dict[str, Any], str]] = [
     (
         changed(C, "gslb", {"proximity": {"miles": 5}}),
         'gslb.proximity: unknown key "miles"; expected km, ratio, min_km',
+    ),
+    (
+        changed(C, "gslb", {"targets": {"a.cdn.net.": {"cost": float("nan")}}}),
+        'gslb.targets "a.cdn.net.".cost: invalid value "nan" (expected a number)',
     ),
     (
         changed(C, "gslb", {"cost": {"tolerance": -0.1}}),

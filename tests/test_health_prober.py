@@ -7,6 +7,7 @@ transitions, published views, edge hits), each bounded by a deadline. No sleep d
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 import time
@@ -16,8 +17,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from gslb.health.checks import BODY_LIMIT, ProbeResult, make_session, run_check
-from gslb.health.prober import Prober
+from gslb.health.checks import BODY_LIMIT, ProbeResult, _host_header, _url, make_session, run_check
+from gslb.health.prober import Prober, _next_delay
 from gslb.health.spec import CheckSpec
 from gslb.health.state import CheckTracker, Transition
 from gslb.health.view import HealthView
@@ -523,12 +524,13 @@ async def test_averages_alone_are_published_at_most_once_per_perf_interval(
     edge: Edge, probing: Callable[..., Awaitable[tuple[Prober, Recorder]]]
 ) -> None:
     spec = spec_for(edge, interval=0.05, timeout=0.04)
-    prober, recorder = await probing(perf_interval=60)
-    await prober.update({spec.key: spec})
-    assert await prober.first_round()
-    version = prober.view.version
-    await recorder.until(lambda: len(recorder.results(spec.key)) >= 6)
-    assert prober.view.version == version  # five probes, nothing but latency changed
+    quiet, quiet_events = await probing(perf_interval=60)
+    eager, eager_events = await probing(perf_interval=0.1)
+    for prober in (quiet, eager):
+        await prober.update({spec.key: spec})
+    await quiet_events.until(lambda: len(quiet_events.results(spec.key)) >= 6)
+    await eager_events.until(lambda: len(eager_events.views) > len(eager_events.transitions))
+    assert len(quiet_events.views) == len(quiet_events.transitions)  # probes alone: no view
 
 
 async def test_bounded_concurrency_with_many_checks(
@@ -545,16 +547,21 @@ async def test_bounded_concurrency_with_many_checks(
     assert all(prober.view.effective(spec.key) == "up" for spec in specs)
 
 
-async def test_a_shared_check_is_probed_once(
-    edge: Edge, probing: Callable[..., Awaitable[tuple[Prober, Recorder]]]
+async def test_a_shared_check_is_probed_once_over_https_through_the_cdn_name(
+    edges: Callable[..., Awaitable[Edge]],
+    probing: Callable[..., Awaitable[tuple[Prober, Recorder]]],
+    resolver: StaticResolver,
 ) -> None:
-    records = [spec_for(edge, interval=5, timeout=1) for _ in ("www", "api", "img")]
+    edge = await edges(tls="valid")
+    records = [spec_for(edge, address=CDN, interval=5, timeout=1) for _ in ("www", "api", "img")]
     checks = {spec.key: spec for spec in records}
     assert len(checks) == 1
-    prober, _ = await probing()
+    prober, _ = await probing()  # with the test CA as trust store
     await prober.update(checks)
     assert await prober.first_round()
-    assert edge.hits == 1
+    key = records[0].key
+    assert prober.view.effective(key) == "up", prober.view.state(key)
+    assert edge.hits == 1 and edge.sni == [SERVED] and resolver.queries == [CDN]
 
 
 async def test_status_and_events(
@@ -587,3 +594,21 @@ async def test_stop_ends_probing_and_start_resumes_with_state(
     await prober.start()
     await recorder.until(lambda: edge.hits > hits)
     assert prober.view.effective(spec.key) == "down"
+
+
+def test_schedule_spreads_after_the_first_round_and_jitters_after() -> None:
+    spec = CheckSpec(kind="http", address="192.0.2.1", port=80, interval=1.0, jitter=0.1)
+    firsts = [_next_delay(spec, 0.0, first=True) for _ in range(200)]
+    later = [_next_delay(spec, 0.25, first=False) for _ in range(200)]
+    assert min(firsts) >= 0.5 and max(firsts) <= 1.5 and max(firsts) - min(firsts) > 0.5
+    assert min(later) >= 0.65 and max(later) <= 0.85
+    strict = dataclasses.replace(spec, jitter=0.0)
+    assert {_next_delay(strict, 0.25, first=True) for _ in range(20)} == {0.75}
+
+
+def test_host_header_and_url() -> None:
+    https = CheckSpec(kind="https", address="2001:db8::1", port=443, host="www.example.com")
+    assert _host_header("www.example.com", https) == "www.example.com"
+    assert _url(https) == "https://[2001:db8::1]:443/"
+    other = dataclasses.replace(https, port=8443)
+    assert _host_header("www.example.com", other) == "www.example.com:8443"

@@ -4,6 +4,7 @@ placed by a tiny stand-in geo database, health comes from hand-made HealthView s
 
 from __future__ import annotations
 
+import copy
 import ipaddress
 import random
 from collections import Counter
@@ -255,6 +256,15 @@ def test_subnet_rules_win_and_ecs_address_is_used(engine: Engine) -> None:
     assert ask(engine, record, DE, ecs=(ip("0.0.0.0"), 0)).pool == "eu"
 
 
+def test_an_ipv4_mapped_resolver_is_treated_as_ipv4(engine: Engine) -> None:
+    record = cname(
+        {"isp": pool("c.cdn.net."), **GEO_RECORD["pools"]},
+        [{"subnets": ["198.51.100.0/24"], "pool": "isp"}, *GEO_RECORD["rules"]],
+    )
+    assert ask(engine, record, "::ffff:198.51.100.9").pool == "isp"
+    assert ask(engine, record, f"::ffff:{DE}").pool == "eu"
+
+
 def test_ecs_can_be_ignored_per_record(engine: Engine) -> None:
     record = cname(**GEO_RECORD, gslb={"ecs": False})
     answer = ask(engine, record, DE, ecs=(ip("126.0.1.0"), 24))
@@ -370,6 +380,14 @@ def test_proximity_answers_with_the_nearest_pop(engine: Engine) -> None:
     # A PoP whose own check is down is skipped: India goes to Singapore.
     health = view(record, **{"198_bom": DOWN})
     assert ask(engine, record, IN, health).values == ("192.0.2.30",)
+
+
+def test_a_nearest_pop_without_addresses_answers_the_value_itself(engine: Engine) -> None:
+    data = copy.deepcopy(POPS_RECORD)
+    del data["gslb"]["targets"]["198.51.100.1"]["pops"][1]["addresses"]  # bom
+    record = make(data, A)
+    assert ask(engine, record, IN).values == ("198.51.100.1",)
+    assert ask(engine, record, DE).values == ("192.0.2.10",)
 
 
 def test_proximity_keeps_values_within_nearest_plus_km(engine: Engine) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import ipaddress
+import math
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -175,7 +176,7 @@ class _Parser:
         return value
 
     def number(self, raw: Any, field_: str, low: float, high: float | None = None) -> float | None:
-        if isinstance(raw, bool) or not isinstance(raw, int | float):
+        if isinstance(raw, bool) or not isinstance(raw, int | float) or not math.isfinite(raw):
             self.error(f'{field_}: invalid value "{raw}" (expected a number)')
             return None
         if raw < low or (high is not None and raw > high):
@@ -300,6 +301,9 @@ class _Parser:
             self.unknown_keys(pool, POOL_KEYS, f'pool "{pool_id}": ')
             pools[pool_id] = self.pool_values(pool_id, pool.get("values"))
             fallback = pool.get("fallback")
+            if fallback is not None and not isinstance(fallback, str):
+                self.error(f'pool "{pool_id}": invalid fallback "{fallback}" (expected a pool id)')
+                fallback = None
             fallbacks[pool_id] = None if fallback in (None, "default") else fallback
         for pool_id, fallback in fallbacks.items():
             if fallback is not None and fallback not in raw:
@@ -538,9 +542,10 @@ class _Parser:
         self, pools: Mapping[str, Any], fallbacks: Mapping[str, str | None], rules: Any
     ) -> None:
         """octoDNS flags pools no rule or fallback reaches: they are dead configuration."""
-        used = {f for f in fallbacks.values() if f}
+        used: set[Any] = {f for f in fallbacks.values() if f}
         if isinstance(rules, list):
-            used |= {r.get("pool") for r in rules if isinstance(r, Mapping)}
+            pools_of = (r.get("pool") for r in rules if isinstance(r, Mapping))
+            used |= {p for p in pools_of if isinstance(p, str)}
         for pool_id in pools:
             if pool_id not in used:
                 self.error(f'pool "{pool_id}": unused (no rule or fallback targets it)')

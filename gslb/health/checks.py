@@ -9,7 +9,8 @@ clean "down" with a short exact reason, and costs at most ``spec.timeout``.
 Reasons: ``ok 200 in 12 ms``, ``ok connected in 3 ms``, ``status 503``,
 ``timeout after 2.0 s``, ``TLS error: certificate has expired``, ``connection refused``,
 ``connection reset``, ``connection closed``, ``name does not resolve``,
-``body does not match``, ``bad response: <parser message>``, ``connect error: <os message>``,
+``body does not match``, ``bad response: <parser message>``,
+``connect error: <os message>`` (e.g. ``connect error: network unreachable``),
 ``error: <exception type>: <message>`` (anything unforeseen).
 """
 
@@ -220,8 +221,8 @@ _ERRNO_REASONS = {
     errno.ECONNRESET: "connection reset",
     errno.ECONNABORTED: "connection reset",
     errno.EPIPE: "connection reset",
-    errno.EHOSTUNREACH: "host unreachable",
-    errno.ENETUNREACH: "network unreachable",
+    errno.EHOSTUNREACH: "connect error: host unreachable",
+    errno.ENETUNREACH: "connect error: network unreachable",
 }
 _SSL_REASON = re.compile(r"^\[[^\]]*\]\s*(.*?)\s*(\(_ssl\.c:\d+\))?$")
 

@@ -190,7 +190,7 @@ class Prober:
     async def _run(self, key: str) -> None:
         """Probe one check forever: first at once, then every interval +- jitter."""
         loop = asyncio.get_running_loop()
-        delay = 0.0
+        delay, first = 0.0, True
         while True:
             if delay > 0:
                 await asyncio.sleep(delay)
@@ -201,7 +201,8 @@ class Prober:
                 started = loop.time()
                 result = await self._probe(tracker.spec)
             self._record(key, result)
-            delay = _next_delay(tracker.spec, loop.time() - started)
+            delay = _next_delay(tracker.spec, loop.time() - started, first)
+            first = False
 
     async def _probe(self, spec: CheckSpec) -> ProbeResult:
         assert self._session is not None
@@ -265,7 +266,7 @@ class Prober:
             else:
                 states[key] = state
         if not changed:
-            self._wake()  # first results of unknown->nothing-known still count for waiters
+            self._wake()  # waiters may watch more than the view (first_round: the trackers)
             return
         self._view = HealthView(self._view.version + 1, MappingProxyType(states))
         if self.on_change is not None:
@@ -348,8 +349,13 @@ def _monotonic() -> float:
     return time.monotonic()
 
 
-def _next_delay(spec: CheckSpec, spent: float) -> float:
-    """Fixed rate from the start of the last probe, spread by +- jitter so a thousand checks
-    loaded at once do not stay in lock-step."""
-    spread = spec.jitter * spec.interval
+def _next_delay(spec: CheckSpec, spent: float, first: bool = False) -> float:
+    """Fixed rate from the start of the last probe, spread by +- jitter.
+
+    Checks loaded together are probed together once (the start-up round); after it, each
+    takes a random phase within half an interval either side, so a thousand checks do not
+    stay in lock-step and their completions do not pile into the same loop iterations.
+    ``jitter: 0`` keeps a strict schedule.
+    """
+    spread = (0.5 if first else spec.jitter) * spec.interval if spec.jitter > 0 else 0.0
     return max(0.0, spec.interval + random.uniform(-spread, spread) - spent)

@@ -135,10 +135,9 @@ class Engine:
     def match(self, comp: Compiled, address: Address, source: int | None) -> Match:
         if comp.fixed is not None:
             return comp.fixed
-        if comp.seed_rules:
-            location = self._locate(address) if comp.proximity and self._locate else None
-            located = comp.proximity and self._locate is not None
-            return Match(comp.rules.catch_all, "catch-all", 0, location, located)
+        if comp.seed_rules:  # no rules step, so only proximity can want the location
+            location = self._locate(address) if self._locate is not None else None
+            return Match(comp.rules.catch_all, "catch-all", 0, location, self._locate is not None)
         return comp.rules.match(address, source, self._locate, comp.proximity)
 
     def run(
@@ -216,7 +215,7 @@ class Engine:
                 "subnets": [str(s) for s in rule.subnets],
                 "catch_all": rule.catch_all,
                 "matched_by": match.by,
-                "matched": match.matched,
+                "matched": None if match.matched is None else str(match.matched),
             },
             "chain": list(record.options.chain),
             "steps": trace.steps,

@@ -67,9 +67,15 @@ class Client:
 def client_address(
     options: GslbOptions, resolver: Address, ecs: tuple[Address, int] | None
 ) -> tuple[Address, int | None]:
-    """ECS address and source prefix when usable; a /0 source means "use the resolver"."""
+    """ECS address and source prefix when usable; a /0 source means "use the resolver".
+
+    A resolver seen as IPv4-mapped IPv6 (a dual-stack socket) is the IPv4 client it stands
+    for: otherwise every IPv4 resolver would share one /56 and miss IPv4 subnet rules.
+    """
     if ecs is not None and options.ecs and ecs[1] > 0:
         return ecs[0], ecs[1]
+    if resolver.version == 6 and resolver.ipv4_mapped is not None:
+        return resolver.ipv4_mapped, None
     return resolver, None
 
 

@@ -39,8 +39,7 @@ def step(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
     for cand in located:
         pop, cand.distance_km = nearest_pop(cand.pops, loc.lat, loc.lon)
         cand.pop = pop.name
-        if pop.addresses:
-            cand.values = pop.addresses
+        cand.values = pop.addresses or (cand.target.value,)
     nearest = min(c.distance_km for c in located if c.distance_km is not None)
     options = ctx.options
     if options.proximity_km is not None:

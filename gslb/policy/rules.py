@@ -12,9 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from gslb.config.model import DynamicRecord, Rule
+from gslb.config.model import DynamicRecord, IPNetwork, Rule
 from gslb.policy.client import Address, full_prefix
 from gslb.policy.context import Candidate, Context, candidates
+
+LOCATION_MEMO = 65536  # geo rule per interned Location, like GeoDB's own network cache
 
 
 def geo_key(geo: str) -> str:
@@ -35,7 +37,7 @@ class Match:
     scope: int  # prefix length the rule choice depended on (0 = not on the client at all)
     location: Any = None  # the client's Location when the geo database was asked
     located: bool = False
-    matched: str | None = None  # the subnet or geo that matched
+    matched: Any = None  # the subnet (network) or geo (str) that matched
 
 
 class RuleIndex:
@@ -46,12 +48,12 @@ class RuleIndex:
         self.catch_all = next(
             (i for i, r in enumerate(rules) if r.catch_all), max(len(rules) - 1, 0)
         )
-        # (network int, mask int, prefix length, rule index) in rule order, per family.
-        self.subnets: dict[int, list[tuple[int, int, int, int]]] = {4: [], 6: []}
+        # (network int, mask int, prefix length, rule index, network) in rule order, per family.
+        self.subnets: dict[int, list[tuple[int, int, int, int, IPNetwork]]] = {4: [], 6: []}
         self.geos: dict[str, int] = {}
         for index, rule in enumerate(rules):
             for net in rule.subnets:
-                entry = (int(net.network_address), int(net.netmask), net.prefixlen, index)
+                entry = (int(net.network_address), int(net.netmask), net.prefixlen, index, net)
                 self.subnets[net.version].append(entry)
             for geo in rule.geos:
                 self.geos.setdefault(geo_key(geo), index)
@@ -59,6 +61,9 @@ class RuleIndex:
         self.first_geo = geo_rules[0] if geo_rules else len(rules)
         self.has_geos = bool(geo_rules)
         self.has_subnets = bool(self.subnets[4] or self.subnets[6])
+        # id(location) -> (location, rule index or None, geo): GeoDB interns one Location per
+        # network, so this is one dict hit per query; the location is kept so its id stays its.
+        self._by_location: dict[int, tuple[Any, int | None, str | None]] = {}
 
     def match(
         self,
@@ -70,9 +75,9 @@ class RuleIndex:
         """Subnets first (most specific rules come first), then geos, then the catch-all."""
         ip = int(address)
         best, by, scope, matched = self.catch_all, "catch-all", 0, None
-        for net, mask, prefix, index in self.subnets[address.version]:
+        for net, mask, prefix, index, network in self.subnets[address.version]:
             if ip & mask == net:
-                best, by, scope, matched = index, "subnet", prefix, f"{address}/{prefix}"
+                best, by, scope, matched = index, "subnet", prefix, network
                 break
         location, located = None, False
         need_geo = self.first_geo < best
@@ -83,14 +88,26 @@ class RuleIndex:
                 scope = max(scope, source_prefix or full_prefix(address))
             else:
                 scope = max(scope, location.network.prefixlen)
-                for geo in location.geos():
-                    index = self.geos.get(geo_key(geo))
-                    if index is not None and index < best:
-                        best, by, matched = index, "geo", geo
-        if by == "subnet":
-            matched = str(self.rules[best].subnets[0]) if matched is None else matched
+                index, geo = self.geo_rule(location)
+                if index is not None and index < best:
+                    best, by, matched = index, "geo", geo
         scope = self.narrow(ip, address.version, best, scope)
         return Match(best, by, scope, location, located, matched)
+
+    def geo_rule(self, location: Any) -> tuple[int | None, str | None]:
+        """The first rule matching one of the location's geos, and that geo."""
+        known = self._by_location.get(id(location))
+        if known is not None and known[0] is location:
+            return known[1], known[2]
+        index, matched = None, None
+        for geo in location.geos():
+            candidate = self.geos.get(geo_key(geo))
+            if candidate is not None and (index is None or candidate < index):
+                index, matched = candidate, geo
+        if len(self._by_location) >= LOCATION_MEMO:
+            self._by_location.clear()
+        self._by_location[id(location)] = (location, index, matched)
+        return index, matched
 
     def narrow(self, ip: int, version: int, best: int, scope: int) -> int:
         """Lengthen the scope until it excludes every earlier rule's subnet.
@@ -100,7 +117,7 @@ class RuleIndex:
         is the first bit where client and subnet differ, plus one.
         """
         width = 32 if version == 4 else 128
-        for net, _mask, _prefix, index in self.subnets[version]:
+        for net, _mask, _prefix, index, _network in self.subnets[version]:
             if index >= best:
                 break
             needed = width - (ip ^ net).bit_length() + 1
@@ -117,7 +134,7 @@ def step(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
     ctx.trace.step("rules", cands)
     ctx.trace.note("rule", match.index + 1)
     ctx.trace.note("matched_by", match.by)
-    ctx.trace.note("matched", match.matched)
+    ctx.trace.note("matched", None if match.matched is None else str(match.matched))
     ctx.trace.note("pool", rule.pool)
     ctx.pool = rule.pool
     ctx.reason = "pool" if rule.catch_all else "rule"
