@@ -1,0 +1,99 @@
+"""Several worker processes on one port: all answer, all see health changes, metrics are summed."""
+
+from __future__ import annotations
+
+import socket
+import time
+import urllib.request
+
+import dns.message
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import write_zone
+from tests.server import ServerThread
+
+ZONE = """\
+'':
+  type: NS
+  value: ns1.example.com.
+ns1:
+  type: A
+  value: 192.0.2.53
+content:
+  type: A
+  ttl: 30
+  value: 192.0.2.10
+  dynamic:
+    pools:
+      edge:
+        values:
+          - value: 127.0.0.1
+    rules:
+      - pool: edge
+  gslb:
+    check: {type: tcp, port: PORT, interval: 30, timeout: 1}
+"""
+QUERIES = 200
+
+
+@pytest.fixture(scope="module")
+def listener():
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    yield sock
+    sock.close()
+
+
+@pytest.fixture(scope="module")
+def pool_server(tmp_path_factory, geo_db, listener):
+    zones = tmp_path_factory.mktemp("zones")
+    write_zone(zones, "example.com", ZONE.replace("PORT", str(listener.getsockname()[1])))
+    with ServerThread(zones, geo_db, workers=2) as server:
+        yield server
+
+
+def ask(server: ServerThread, name: str = "content.example.com") -> dns.message.Message:
+    """Each call uses a new socket, so SO_REUSEPORT spreads queries over the workers."""
+    return server.udp(dns.message.make_query(name, "A"))
+
+
+def answers(reply: dns.message.Message) -> set[str]:
+    return {rr.address for rrset in reply.answer for rr in rrset}
+
+
+def scrape_queries(server: ServerThread) -> float:
+    with urllib.request.urlopen(server.url("/metrics"), timeout=5) as response:
+        text = response.read().decode()
+    for family in text_string_to_metric_families(text):
+        if family.name == "gslb_queries":
+            return sum(s.value for s in family.samples if s.name == "gslb_queries_total")
+    return 0.0
+
+
+def test_queries_land_on_more_than_one_worker_and_metrics_sum_them(pool_server):
+    before = scrape_queries(pool_server)
+    for _ in range(QUERIES):
+        assert answers(ask(pool_server)) == {"127.0.0.1"}
+    snapshots = pool_server.call(pool_server.app.stats_snapshots())
+    per_worker = [sum(s["queries"].values()) for s in snapshots]
+    assert len(per_worker) == 2
+    assert all(count > 0 for count in per_worker), per_worker
+    assert scrape_queries(pool_server) - before == QUERIES
+
+
+def test_health_change_reaches_every_worker(pool_server):
+    prober = pool_server.app.prober
+    (key,) = pool_server.app.config.checks
+    pool_server.loop.call_soon_threadsafe(prober.set_override, key, "down")
+    deadline = time.monotonic() + 5
+    while answers(ask(pool_server)) != {"192.0.2.10"} and time.monotonic() < deadline:
+        pass
+    replies = [answers(ask(pool_server)) for _ in range(50)]
+    assert all(r == {"192.0.2.10"} for r in replies), "every worker answers the origin"
+    pool_server.loop.call_soon_threadsafe(prober.set_override, key, None)
+    deadline = time.monotonic() + 5
+    while answers(ask(pool_server)) != {"127.0.0.1"} and time.monotonic() < deadline:
+        pass
+    assert all(answers(ask(pool_server)) == {"127.0.0.1"} for _ in range(50))
