@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
 
 from dnslib import AAAA as AAAARD
@@ -81,6 +82,7 @@ class Dynamic:
 
     zone: model.Zone
     first: lookup.Result
+    record: DynamicRecord  # the one dynamic record the answer starts with
 
 
 @dataclass(slots=True)
@@ -208,8 +210,8 @@ class Responder:
         if qtype in (model.MAILA, model.MAILB):
             return pack(qname, qtype, qclass, lookup.Result(rcode=NOTIMP, aa=False), zone.fqdn)
         first = lookup.lookup(zone, qname, qtype)
-        if any(isinstance(item, DynamicRecord) for item in first.answer):
-            return Dynamic(zone, first)
+        if first.answer and isinstance(first.answer[0], DynamicRecord):
+            return Dynamic(zone, first, first.answer[0])
         result = self.chase(zone, qname, qtype, first) or first
         return pack(qname, qtype, qclass, result, zone.fqdn)
 
@@ -254,48 +256,46 @@ class Responder:
     # -- GSLB answers ----------------------------------------------------------------
 
     def decide(self, entry: Dynamic, key: tuple, query: Query, client: str) -> tuple[Packed, int]:
-        resolver = ipaddress.ip_address(client)
-        ecs = None
-        if query.opt is not None and query.opt.ecs is not None and query.opt.ecs.source:
-            ecs_opt = query.opt.ecs
-            ecs = (ipaddress.ip_address(ecs_opt.ip_bytes()), ecs_opt.source)
-        scope = 0
-        outcome: list = []
-
-        def materialize(record: DynamicRecord, owner: bytes) -> tuple[RRset, bytes | None]:
-            nonlocal scope
-            answer = self.engine.answer(record, resolver, ecs, self.health)
-            scope = max(scope, answer.scope)
-            self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
-            outcome.append((answer.values, answer.ttl))
-            rrset = RRset(owner, record.rtype, answer.ttl, rdatas(record.rtype, answer.values))
-            target = None
-            if record.rtype == model.CNAME and answer.values:
-                target = to_wire(answer.values[0])
-            return rrset, target
-
-        qname, qtype, qclass = key
-        first = entry.first
-        items, target = [], None
-        for item in first.answer:
-            if isinstance(item, DynamicRecord):
-                item, target = materialize(item, qname)
-            items.append(item)
-        result = lookup.Result(first.rcode, first.aa, items, first.authority, first.additional)
-        result.cname_target = target if target is not None else first.cname_target
-        out_key = (key, tuple(outcome))
+        """Ask the policy engine, then reuse the packed reply of an outcome seen before."""
+        opt = query.opt
+        ecs_opt = opt.ecs if opt is not None and opt.ecs is not None and opt.ecs.source else None
+        client_key = (client, ecs_opt.raw if ecs_opt is not None else None)
+        record = entry.record
+        answer = self.engine.answer_cached(record, client_key, self.health)
+        if answer is None:
+            answer = self.first_answer(record, client, ecs_opt, client_key)
+        self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
+        out_key = (key, answer.values, answer.ttl)
         packed = self.outcomes.get(out_key)
         if packed is None:
-            if any(not rrset.rdatas for rrset in items):
-                result = lookup.Result(rcode=SERVFAIL, aa=False)  # fail_open: false, all down
-            else:  # a chain into another dynamic record stops here: the resolver asks for it
-                unchased = lookup.Result(result.rcode, True, list(items), first.authority)
-                result = self.chase(entry.zone, qname, qtype, result) or unchased
-            packed = pack(qname, qtype, qclass, result, entry.zone.fqdn)
+            packed = self.pack_outcome(entry, key, answer)
             if len(self.outcomes) >= CACHE_LIMIT:
                 self.outcomes.clear()
             self.outcomes[out_key] = packed
-        return packed, scope
+        return packed, answer.scope
+
+    def first_answer(self, record: DynamicRecord, client: str, ecs_opt, client_key: tuple):
+        """A client (or health view) not seen before: build addresses, run the full chain."""
+        resolver = ipaddress.ip_address(client)
+        ecs = None
+        if ecs_opt is not None:
+            raw = ecs_opt.ip_bytes()
+            ecs = (IPv4Address(raw) if ecs_opt.family == 1 else IPv6Address(raw), ecs_opt.source)
+        return self.engine.answer(record, resolver, ecs, self.health, client_key)
+
+    def pack_outcome(self, entry: Dynamic, key: tuple, answer) -> Packed:
+        qname, qtype, qclass = key
+        record, first = entry.record, entry.first
+        if not answer.values:  # fail_open: false and everything down
+            return pack(qname, qtype, qclass, lookup.Result(rcode=SERVFAIL, aa=False), "")
+        rrset = RRset(qname, record.rtype, answer.ttl, rdatas(record.rtype, answer.values))
+        result = lookup.Result(first.rcode, first.aa, [rrset], first.authority, first.additional)
+        if record.rtype == model.CNAME:
+            result.cname_target = to_wire(answer.values[0])
+        unchased = lookup.Result(result.rcode, True, [rrset], first.authority)
+        # A chain into another dynamic record stops there: the resolver asks for it.
+        result = self.chase(entry.zone, qname, qtype, result) or unchased
+        return pack(qname, qtype, qclass, result, entry.zone.fqdn)
 
 
 def rdatas(rtype: int, values: tuple[str, ...]) -> tuple:

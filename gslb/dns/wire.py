@@ -136,9 +136,15 @@ def parse_query(data: bytes) -> Query:
         raise FormatError("question runs past the end", query)
     query.qname = data[12:end]
     query.qtype, query.qclass = TWO.unpack_from(data, end)
-    query.question_end = end + 4
+    pos = query.question_end = end + 4
     try:
-        query.opt = parse_records(data, query.question_end, ancount + nscount, arcount)
+        if arcount == 1 and not ancount and not nscount and len(data) >= pos + 11:
+            # The usual query: one OPT right after the question. Skip the general walk.
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos + 1)
+            if rtype == OPT_TYPE and data[pos] == 0 and pos + 11 + rdlength == len(data):
+                query.opt = parse_opt(data, pos + 11, len(data), rclass, ttl)
+                return query
+        query.opt = parse_records(data, pos, ancount + nscount, arcount)
     except FormatError as exc:
         raise FormatError(exc.reason, query) from None
     return query

@@ -73,6 +73,16 @@ class Compiled:
             self.fixed = Match(self.rules.catch_all, "catch-all", 0)
 
 
+@dataclass(frozen=True, slots=True)
+class Front:
+    """What a repeat client needs: the prepared decision, its ECS scope, its sticky key."""
+
+    record: DynamicRecord
+    prepared: Prepared
+    scope: int
+    sticky_key: int
+
+
 class Engine:
     """Decides answers for dynamic records. One per process; not thread-safe (asyncio)."""
 
@@ -89,6 +99,8 @@ class Engine:
         self.cache_size = cache_size
         self._compiled: dict[int, Compiled] = {}
         self._cache: dict[tuple[int, int, int], Prepared] = {}
+        # (id(record), client key) -> Front: a repeat client skips matching entirely.
+        self._front: dict[tuple[int, Any], Front] = {}
         self._health: HealthView | None = None
         self._version = -1
         self.hits = 0
@@ -96,12 +108,27 @@ class Engine:
 
     # -- hot path ----------------------------------------------------------------------------
 
+    def answer_cached(self, record: DynamicRecord, client_key: Any, health: HealthView):
+        """The answer for a client seen before under the same health view, else None.
+
+        ``client_key`` must identify every input of the decision that comes from the query:
+        the responder uses (resolver address text, raw ECS option payload or None).
+        """
+        if health is not self._health or health.version != self._version:
+            return None
+        front = self._front.get((id(record), client_key))
+        if front is None or front.record is not record:
+            return None
+        self.hits += 1
+        return self.pick(front.prepared, front.scope, front.sticky_key)
+
     def answer(
         self,
         record: DynamicRecord,
         resolver: Address,
         ecs: tuple[Address, int] | None,
         health: HealthView,
+        client_key: Any = None,
     ) -> Answer:
         comp = self._compiled.get(id(record))
         if comp is None or comp.record is not record:
@@ -110,6 +137,7 @@ class Engine:
         match = self.match(comp, address, source)
         if health is not self._health or health.version != self._version:
             self._cache.clear()
+            self._front.clear()
             self._health, self._version = health, health.version
         location = match.location
         key = (id(comp), match.index, id(location) if comp.proximity else 0)
@@ -124,7 +152,13 @@ class Engine:
             self._cache[key] = prepared
         else:
             self.hits += 1
-        return self.finish(prepared, match, address, source)
+        scope = self.scope(prepared, match, address, source)
+        key = sticky_key(address) if prepared.sticky else 0
+        if client_key is not None:
+            if len(self._front) >= self.cache_size:
+                self._front.clear()
+            self._front[(id(record), client_key)] = Front(record, prepared, scope, key)
+        return self.pick(prepared, scope, key)
 
     def compile(self, record: DynamicRecord) -> Compiled:
         if len(self._compiled) >= 4096:  # old records after many reloads
@@ -159,6 +193,11 @@ class Engine:
         self, prepared: Prepared, match: Match, address: Address, source: int | None
     ) -> Answer:
         """The per-query part: scope, then the weighted pick (memoised Answer objects)."""
+        scope = self.scope(prepared, match, address, source)
+        return self.pick(prepared, scope, sticky_key(address) if prepared.sticky else 0)
+
+    @staticmethod
+    def scope(prepared: Prepared, match: Match, address: Address, source: int | None) -> int:
         scope = match.scope
         if prepared.used_location:
             loc = match.location
@@ -166,9 +205,11 @@ class Engine:
             scope = max(scope, prefix)
         if prepared.sticky:
             scope = max(scope, STICKY_PREFIX[address.version])
+        return scope
+
+    def pick(self, prepared: Prepared, scope: int, key: int) -> Answer:
         if not prepared.choices:
             return Answer((), prepared.ttl, scope, prepared.reason, "origin", prepared.pool)
-        key = sticky_key(address) if prepared.sticky else 0
         indices = weighted.pick(prepared, self.rng, key)
         first = prepared.choices[indices[0]]
         if len(indices) == 1 and len(first.values) <= prepared.answers:
