@@ -18,6 +18,7 @@ from pathlib import Path
 
 from gslb.config.load import Config, load_config
 from gslb.dns.responder import Options, Responder
+from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
 from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
@@ -26,6 +27,7 @@ from gslb.health.view import HealthView
 from gslb.metrics import Metrics, install_query_log
 from gslb.notify import Notifier
 from gslb.policy.chain import Engine
+from gslb.privileges import PrivilegeError, describe, drop_privileges
 from gslb.stats import Stats
 from gslb.watch import ZoneWatcher
 from gslb.workers import WorkerPool, WorkerSpec
@@ -47,6 +49,8 @@ class Settings:
     admin_token_file: Path | None = None  # else GSLB_ADMIN_TOKEN; neither: admin API off
     watch_interval: float = 0.0  # seconds between zone polls; 0 off (the CLI defaults to 1)
     query_log_sample: int = 0  # log one query in N; 0 disables (and costs nothing)
+    rrl: RrlConfig = field(default_factory=RrlConfig)  # UDP response rate limiting; off
+    user: str | None = None  # drop to this user once every socket is bound
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -61,12 +65,25 @@ class Settings:
                 max_connections=args.tcp_max_connections,
                 per_client=args.tcp_max_per_client,
                 idle_timeout=args.tcp_idle_timeout,
+                read_timeout=args.tcp_read_timeout,
+                max_in_flight=args.tcp_max_in_flight,
+                write_timeout=args.tcp_write_timeout,
+                max_message=args.tcp_max_message,
             ),
             probe_wait=not args.no_probe_wait,
             workers=max(1, args.workers),
             admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
             watch_interval=args.watch_interval,
             query_log_sample=args.query_log_sample,
+            rrl=RrlConfig(
+                rate=args.rrl_rate,
+                slip=args.rrl_slip,
+                window=args.rrl_window,
+                ipv4_prefix=args.rrl_ipv4_prefix,
+                ipv6_prefix=args.rrl_ipv6_prefix,
+                max_buckets=args.rrl_max_buckets,
+            ),
+            user=args.user,
         )
 
 
@@ -131,8 +148,10 @@ class App:
         if self.settings.probe_wait:
             await self.prober.first_round(timeout=max_timeout(config))
         self.responder.set_health(self.prober.view)
-        await self.start_dns()
+        sockets = await self.bind_dns()
         await self.start_web()
+        self.drop_privileges()
+        await self.start_dns(sockets)
         self.last_reload = ReloadResult(True, [], digest=config.digest)
         self.ready.set()
         log.info(
@@ -144,13 +163,29 @@ class App:
         if self.watcher is not None:
             self.watcher.start()
 
-    async def start_dns(self) -> None:
-        if self.settings.workers <= 1:
-            self.dns = DnsServer(self.responder, self.settings.tcp)
-            for host, port in self.settings.dns:
-                self.dns_bound.append(await self.dns.listen(host, port))
-        else:
+    async def bind_dns(self) -> list[tuple]:
+        """Bind the DNS sockets (privileged ports need root) without serving on them yet;
+        workers bind their own, drop privileges, then serve."""
+        if self.settings.workers > 1:
             await self.start_workers()
+            return []
+        return [DnsServer.bind_pair(host, port) for host, port in self.settings.dns]
+
+    def drop_privileges(self) -> None:
+        """Every socket is bound: become ``--user`` before any DNS query is read."""
+        if self.settings.user is None:
+            return
+        try:
+            identity = drop_privileges(self.settings.user)
+        except (PrivilegeError, OSError) as exc:
+            raise StartupError(str(exc)) from None
+        log.info("running as %s", describe(identity))
+
+    async def start_dns(self, sockets: list[tuple]) -> None:
+        if self.settings.workers <= 1:
+            self.dns = DnsServer(self.responder, self.settings.tcp, self.settings.rrl)
+            for (host, port), pair in zip(self.settings.dns, sockets, strict=True):
+                self.dns_bound.append(await self.dns.listen(host, port, pair))
         for host, port in self.dns_bound:
             log.info("listening for DNS on %s port %d (UDP and TCP)", host, port)
 
@@ -162,7 +197,8 @@ class App:
             for (host, _), (udp, _) in zip(self.settings.dns, placeholders, strict=True)
         )
         spec = WorkerSpec(0, endpoints, str(self.settings.geoip), self.settings.identity,
-                          self.settings.version_string, self.settings.tcp)  # fmt: skip
+                          self.settings.version_string, self.settings.tcp,
+                          rrl=self.settings.rrl, user=self.settings.user)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
             await self.pool.start(spec, self.config, self.prober.view)

@@ -54,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--tcp-idle-timeout", type=float, default=10.0, metavar="SECONDS")
     serve.add_argument("--tcp-max-connections", type=int, default=1024, metavar="N")
     serve.add_argument("--tcp-max-per-client", type=int, default=32, metavar="N")
+    add_limits(serve)
     serve.add_argument(
         "--workers",
         type=int,
@@ -112,6 +113,51 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+LIMIT_FLAGS = (
+    ("--tcp-read-timeout", float, 3.0, "SECONDS",
+     "time to receive a whole message once its first byte came (slowloris; default 3)"),
+    ("--tcp-write-timeout", float, 5.0, "SECONDS",
+     "time a client that stopped reading its answers has to catch up (default 5)"),
+    ("--tcp-max-in-flight", int, 64, "N",
+     "replies queued for a client that does not read before we stop reading (default 64)"),
+    ("--tcp-max-message", int, 4096, "BYTES", "largest query accepted over TCP (default 4096)"),
+    ("--rrl-rate", int, 0, "N", "UDP response rate limit: responses/s per client network and "
+     "response kind (default 0: off; 5-20 is usual)"),
+    ("--rrl-slip", int, 2, "N", "send every Nth limited response as TC=1 (0: drop all; default 2)"),
+    ("--rrl-window", float, 15.0, "SECONDS",
+     "how long a flooding client stays limited after it stops (default 15)"),
+    ("--rrl-ipv4-prefix", None, 24, "BITS", "client network size for IPv4 (default /24)"),
+    ("--rrl-ipv6-prefix", None, 56, "BITS", "client network size for IPv6 (default /56)"),
+    ("--rrl-max-buckets", int, 20000, "N", "rate limiter table size, least recently used "
+     "evicted first (default 20000)"),
+)  # fmt: skip
+
+
+def add_limits(serve: argparse.ArgumentParser) -> None:
+    """Limits for untrusted clients (TCP resources, UDP response rate) and privileges."""
+    for flag, kind, default, metavar, text in LIMIT_FLAGS:
+        if kind is None:
+            kind = prefix(32 if "ipv4" in flag else 128)
+        serve.add_argument(flag, type=kind, default=default, metavar=metavar, help=text)
+    serve.add_argument(
+        "--user",
+        metavar="NAME",
+        help="bind as root, then run as NAME (zones must be readable by NAME)",
+    )
+    serve.add_argument("--allow-root", action="store_true",
+                       help="run as root without --user (refused otherwise)")  # fmt: skip
+
+
+def prefix(bits: int):
+    def parse(text: str) -> int:
+        value = int(text)
+        if not 1 <= value <= bits:
+            raise argparse.ArgumentTypeError(f"must be between 1 and {bits}")
+        return value
+
+    return parse
+
+
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
     parser.add_argument("--geoip", metavar="FILE", help="MaxMind-format DB (default: geoip/)")
@@ -152,7 +198,17 @@ def geo_errors(path: str) -> list[str]:
 
 def cmd_serve(args: argparse.Namespace) -> int:
     from gslb.app import App, Settings, setup_logging
+    from gslb.privileges import PrivilegeError, lookup, root_refusal
 
+    refusal = root_refusal(os.geteuid(), args.user, args.allow_root)
+    if refusal is None and args.user is not None:
+        try:
+            lookup(args.user)
+        except PrivilegeError as exc:
+            refusal = str(exc)
+    if refusal is not None:
+        print(f"gslb serve: {refusal}", file=sys.stderr)
+        return 2
     setup_logging(args.log_format, args.log_level)
     settings = Settings.from_args(args)
     try:

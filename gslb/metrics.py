@@ -108,7 +108,22 @@ class StatsCollector(Collector):
             "gslb_tcp_refused", "TCP connections refused by the connection limits.",
             snap["tcp_refused"],
         )  # fmt: skip
+        yield from _limits(snap)
         yield _latency(snap["latency_buckets"], snap["latency_sum"])
+
+
+def _limits(snap: dict) -> Iterator[Metric]:
+    """What the untrusted-client limits did (``.get``: snapshots of older workers lack them)."""
+    for name, doc, key, label in (
+        ("gslb_tcp_closed", "TCP connections cut by a limit (idle, read/write timeout, size).",
+         "tcp_closed", "reason"),
+        ("gslb_rrl_dropped", "UDP responses dropped by response rate limiting, by kind.",
+         "rrl_dropped", "kind"),
+        ("gslb_rrl_slipped", "UDP responses sent as TC=1 by response rate limiting, by kind.",
+         "rrl_slipped", "kind"),
+    ):  # fmt: skip
+        items = snap.get(key, {}).items()
+        yield _counter(name, doc, (label,), (((k,), v) for k, v in items))
 
 
 def _counter(

@@ -27,6 +27,11 @@ class Stats:
     malformed: defaultdict = field(default_factory=lambda: defaultdict(int))
     tcp_connections: int = 0
     tcp_refused: int = 0
+    # reason (idle, read_timeout, write_timeout, oversize) -> TCP connections we cut
+    tcp_closed: defaultdict = field(default_factory=lambda: defaultdict(int))
+    # response kind (gslb.dns.rrl.KINDS) -> UDP responses dropped / sent as TC=1 by RRL
+    rrl_dropped: defaultdict = field(default_factory=lambda: defaultdict(int))
+    rrl_slipped: defaultdict = field(default_factory=lambda: defaultdict(int))
     # latency histogram: bucket counts (last = +Inf), sum of seconds
     latency_buckets: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
@@ -49,9 +54,16 @@ class Stats:
             "malformed": dict(self.malformed),
             "tcp_connections": self.tcp_connections,
             "tcp_refused": self.tcp_refused,
+            "tcp_closed": dict(self.tcp_closed),
+            "rrl_dropped": dict(self.rrl_dropped),
+            "rrl_slipped": dict(self.rrl_slipped),
             "latency_buckets": list(self.latency_buckets),
             "latency_sum": self.latency_sum,
         }
+
+
+LABELLED = ("queries", "answers", "ecs", "truncated", "malformed", "tcp_closed", "rrl_dropped",
+             "rrl_slipped")  # fmt: skip
 
 
 def merge(snapshots: list[dict]) -> dict:
@@ -64,12 +76,15 @@ def merge(snapshots: list[dict]) -> dict:
         "malformed": defaultdict(int),
         "tcp_connections": 0,
         "tcp_refused": 0,
+        "tcp_closed": defaultdict(int),
+        "rrl_dropped": defaultdict(int),
+        "rrl_slipped": defaultdict(int),
         "latency_buckets": [0] * (len(LATENCY_BUCKETS) + 1),
         "latency_sum": 0.0,
     }
     for snap in snapshots:
-        for key in ("queries", "answers", "ecs", "truncated", "malformed"):
-            for label, count in snap[key].items():
+        for key in LABELLED:
+            for label, count in snap.get(key, {}).items():
                 total[key][label] += count
         for key in ("tcp_connections", "tcp_refused", "latency_sum"):
             total[key] += snap[key]

@@ -15,7 +15,7 @@ import logging
 import multiprocessing
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from types import MappingProxyType
 
@@ -37,6 +37,8 @@ class WorkerSpec:
     identity: bytes | None
     version_string: str | None
     tcp: object  # gslb.dns.server.TcpLimits
+    rrl: object = None  # gslb.dns.rrl.RrlConfig; None: off
+    user: str | None = None  # drop to this user after binding (gslb.privileges)
 
 
 def health_message(view: HealthView) -> tuple:
@@ -69,8 +71,7 @@ class WorkerPool:
         loop = asyncio.get_running_loop()
         for index in range(self.count):
             parent, child = context.Pipe()
-            worker_spec = WorkerSpec(index, spec.endpoints, spec.geoip, spec.identity,
-                                     spec.version_string, spec.tcp)  # fmt: skip
+            worker_spec = replace(spec, index=index)
             process = context.Process(
                 target=worker_main, args=(child, worker_spec), name=f"gslb-worker-{index}"
             )
@@ -164,6 +165,7 @@ class WorkerProcess:
         from gslb.dns.server import DnsServer
         from gslb.geo import GeoDB
         from gslb.policy.chain import Engine
+        from gslb.privileges import drop_privileges
 
         message = self.conn.recv()
         config: Config = message[1]
@@ -173,9 +175,12 @@ class WorkerProcess:
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
             self.apply(self.conn.recv())
-            server = DnsServer(self.responder, self.spec.tcp)
-            for host, port in self.spec.endpoints:
-                await server.listen(host, port)
+            server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl)
+            pairs = [DnsServer.bind_pair(host, port) for host, port in self.spec.endpoints]
+            if self.spec.user is not None:  # bound as root; not one query read as root
+                drop_privileges(self.spec.user)
+            for (host, port), pair in zip(self.spec.endpoints, pairs, strict=True):
+                await server.listen(host, port, pair)
         except Exception as exc:  # report, do not hang the supervisor
             self.conn.send(("failed", f"{type(exc).__name__}: {exc}"))
             return

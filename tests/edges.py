@@ -33,10 +33,11 @@ import ssl
 import struct
 import subprocess
 import tempfile
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from aiohttp import web
 from aiohttp.abc import AbstractResolver, ResolveResult
@@ -448,3 +449,30 @@ class StaticResolver(AbstractResolver):
 
     async def close(self) -> None:
         return None
+
+
+class EdgeThread:
+    """A tests.edges.Edge on its own event loop thread: it must answer the server's very
+    first probe round, before the server thread even exists."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        self.edge: Edge = self.call(Edge().start())
+
+    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
+
+    def switch(self, method: str, *args: Any) -> None:
+        """Call a behaviour switch (healthy, status, refuse...) on the edge's loop."""
+
+        async def run() -> None:
+            getattr(self.edge, method)(*args)
+
+        self.call(run())
+
+    def stop(self) -> None:
+        self.call(self.edge.stop())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(5)

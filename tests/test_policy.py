@@ -530,7 +530,20 @@ def test_explain_lists_performance_drops_with_the_numbers(engine: Engine) -> Non
     trace = engine.explain(record, ip(DE), None, health)
     perf = next(s for s in trace["steps"] if s["step"] == "performance")
     assert perf["dropped"][0]["value"] == "b.cdn.net."
-    assert perf["dropped"][0]["why"] == "latency 200 ms > best * 1.5 = 30 ms"
+    assert perf["dropped"][0]["why"] == (
+        "latency 200 ms > limit 40 ms (best * 1.5, at least best + 20 ms)"
+    )
+
+
+def test_performance_margin_keeps_values_a_few_ms_apart():
+    engine = Engine(None)
+    record = cname({"p": pool("a.cdn.net.", "b.cdn.net.")}, [{"pool": "p"}])
+    health = view(
+        record, a=CheckState(up=True, latency=0.001), b=CheckState(up=True, latency=0.004)
+    )
+    trace = engine.explain(record, ip(DE), None, health)
+    perf = next(s for s in trace["steps"] if s["step"] == "performance")
+    assert perf["dropped"] == [], "4 ms is within best + 20 ms although it is 4 x best"
 
 
 # -- the real geo database -----------------------------------------------------------------

@@ -8,11 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-import threading
-import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +20,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gslb import __version__
 from tests.conftest import write_zone
-from tests.edges import Edge
-from tests.server import ServerThread
+from tests.edges import EdgeThread
+from tests.server import ServerThread, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -81,45 +78,6 @@ def metric(samples: Samples, name: str, **labels: str) -> float:
     """Sum of the samples called ``name`` whose labels include ``labels``."""
     wanted = set(labels.items())
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "") -> Any:
-    """Poll ``predicate`` until it returns something truthy; fail after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
-        time.sleep(0.02)
-
-
-class EdgeThread:
-    """A tests.edges.Edge on its own event loop thread: it must answer the server's very
-    first probe round, before the server thread even exists."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-        self.edge: Edge = self.call(Edge().start())
-
-    def call(self, coro: Coroutine[Any, Any, Any]) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(10)
-
-    def switch(self, method: str, *args: Any) -> None:
-        """Call a behaviour switch (healthy, status, refuse...) on the edge's loop."""
-
-        async def run() -> None:
-            getattr(self.edge, method)(*args)
-
-        self.call(run())
-
-    def stop(self) -> None:
-        self.call(self.edge.stop())
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(5)
 
 
 HEAD = """\

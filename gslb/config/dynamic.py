@@ -572,6 +572,7 @@ class _Parser:
         values.update(self.sub_options(gslb, "cost", {"tolerance": ("cost_tolerance", 0, None)}))
         performance = {
             "latency_tolerance": ("latency_tolerance", 0, None),
+            "latency_margin": ("latency_margin", 0, None),
             "success_floor": ("success_floor", 0, 1),
         }
         values.update(self.sub_options(gslb, "performance", performance))

@@ -100,6 +100,7 @@ class GslbOptions:
     proximity_min_km: float = 500.0  # ratio mode keeps at least nearest + this (GeoIP noise)
     cost_tolerance: float = 0.2  # keep values costing at most cheapest * (1 + tolerance)
     latency_tolerance: float = 0.5  # performance: keep latency <= best * (1 + tolerance)
+    latency_margin: float = 0.02  # ... or <= best + margin (s): 1 ms vs 2 ms is not slow
     success_floor: float = 0.9  # performance: drop values whose success ratio fell below
     fail_open: bool = True  # answer the origin even when its own check says down
     origin_check: str | None = None  # health check key for the origin values

@@ -2,6 +2,12 @@
 
 Sockets are opened with SO_REUSEPORT so several worker processes can share one port. TCP
 follows RFC 7766: 2-byte length prefix, pipelined queries, an idle timeout, a connection cap.
+
+TCP clients are untrusted too, so every resource a connection holds is bounded: connections in
+total and per client address, time without a complete query (idle), time to finish a message
+once its first byte arrived (slowloris), message size, and replies queued for a client that does
+not read them (reading stops, and the connection is cut if it does not catch up in time). UDP
+responses can go through response rate limiting (``gslb.dns.rrl``); TCP never does.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from gslb.dns.responder import Responder
+from gslb.dns.rrl import RateLimiter, RrlConfig
 
 log = logging.getLogger("gslb.dns")
 LENGTH = struct.Struct("!H")
@@ -26,6 +33,16 @@ class TcpLimits:
     max_connections: int = 1024
     per_client: int = 32
     idle_timeout: float = 10.0  # seconds without a complete query (covers slow writers too)
+    # A query fits in one segment; 3 s leaves room for two retransmissions (initial RTO 1 s)
+    # and cuts a client dribbling a message byte by byte long before the idle timeout.
+    read_timeout: float = 3.0
+    # Replies may wait in our buffer for a client that does not read; past this many (or
+    # past the transport's byte high-water mark) reading stops until they drain...
+    max_in_flight: int = 64
+    write_timeout: float = 5.0  # ...and a client that has not drained them by then is cut
+    # Queries are a few hundred bytes (question <= 259, OPT with ECS/cookie/padding well under
+    # 1 KiB); nothing we answer needs more, so a bigger length prefix closes the connection.
+    max_message: int = 4096
 
 
 def parse_endpoint(text: str, default_port: int) -> tuple[str, int]:
@@ -67,8 +84,9 @@ def bind_tcp(host: str, port: int) -> socket.socket:
 
 
 class UdpProtocol(asyncio.DatagramProtocol):
-    def __init__(self, responder: Responder) -> None:
+    def __init__(self, responder: Responder, rrl: RateLimiter | None = None) -> None:
         self.responder = responder
+        self.rrl = rrl
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -81,6 +99,8 @@ class UdpProtocol(asyncio.DatagramProtocol):
         except Exception:  # the server must keep answering whatever one packet does
             log.exception("unexpected error answering %d bytes over UDP", len(data))
             return
+        if reply is not None and self.rrl is not None:
+            reply = self.rrl.limit(reply, addr[0])
         if reply is not None:
             self.transport.sendto(reply, addr)
         self.responder.stats.observe_latency(time.perf_counter() - started)
@@ -114,14 +134,26 @@ class TcpConnections:
 
 
 class TcpProtocol(asyncio.Protocol):
+    """One DNS-over-TCP connection: pipelined queries answered in order, every resource capped.
+
+    Timers: ``idle`` (re-armed by each complete query), ``deadline`` (armed when a partial
+    message waits, not re-armed by more bytes of it) and ``stall`` (armed while replies wait
+    for a client that does not read). Each one, firing, cuts the connection and is counted.
+    """
+
     def __init__(self, responder: Responder, connections: TcpConnections) -> None:
         self.responder = responder
         self.connections = connections
+        self.limits = connections.limits
         self.buffer = bytearray()
         self.transport: asyncio.Transport | None = None
         self.client = ""
         self.admitted = False
+        self.blocked = False  # replies waiting for the client: not reading, not answering
+        self.queued = 0  # replies written while our write buffer was not empty
         self.idle: asyncio.TimerHandle | None = None
+        self.deadline: asyncio.TimerHandle | None = None
+        self.stall: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
@@ -140,19 +172,35 @@ class TcpProtocol(asyncio.Protocol):
         if self.idle is not None:
             self.idle.cancel()
         loop = asyncio.get_running_loop()
-        self.idle = loop.call_later(self.connections.limits.idle_timeout, self.close_idle)
+        self.idle = loop.call_later(self.limits.idle_timeout, self.cut, "idle")
 
-    def close_idle(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    def cut(self, reason: str) -> None:
+        """Close for ``reason`` (counted); abort when replies are still queued, since a
+        graceful close would wait for a client that may never read them."""
+        transport = self.transport
+        if transport is None:
+            return
+        self.responder.stats.tcp_closed[reason] += 1
+        if transport.is_closing() or transport.get_write_buffer_size():
+            transport.abort()
+        else:
+            transport.close()
 
     def data_received(self, data: bytes) -> None:
         if not self.admitted:
             return
         self.buffer += data
+        self.process()
+
+    def process(self) -> None:
+        """Answer every complete message in the buffer, unless replies are backing up."""
+        transport = self.transport
         answered = 0
-        while len(self.buffer) >= 2 and self.transport is not None:
+        while not self.blocked and len(self.buffer) >= 2 and not transport.is_closing():
             (length,) = LENGTH.unpack_from(self.buffer)
+            if length > self.limits.max_message:
+                self.cut("oversize")
+                return
             if len(self.buffer) < 2 + length:
                 break
             message = bytes(self.buffer[2 : 2 + length])
@@ -161,13 +209,18 @@ class TcpProtocol(asyncio.Protocol):
             answered += 1
         if answered:
             self.arm_idle()  # only complete queries keep a connection alive (slowloris)
+        self.watch_partial(restart=bool(answered))
 
-    def pause_writing(self) -> None:
-        """A client that does not read its answers stops being read (bounded buffers)."""
-        self.transport.pause_reading()
-
-    def resume_writing(self) -> None:
-        self.transport.resume_reading()
+    def watch_partial(self, *, restart: bool) -> None:
+        """A partial message must be complete within ``read_timeout`` of being first seen;
+        more bytes of the same message do not extend it."""
+        waiting = bool(self.buffer) and not self.blocked
+        if self.deadline is not None and (restart or not waiting):
+            self.deadline.cancel()
+            self.deadline = None
+        if waiting and self.deadline is None:
+            loop = asyncio.get_running_loop()
+            self.deadline = loop.call_later(self.limits.read_timeout, self.cut, "read_timeout")
 
     def answer(self, message: bytes) -> None:
         started = time.perf_counter()
@@ -182,10 +235,51 @@ class TcpProtocol(asyncio.Protocol):
             return
         self.transport.write(LENGTH.pack(len(reply)) + reply)
         self.responder.stats.observe_latency(time.perf_counter() - started)
+        if not self.transport.get_write_buffer_size():
+            self.queued = 0
+            return
+        self.queued += 1
+        if self.queued >= self.limits.max_in_flight:
+            self.block()
+
+    def block(self) -> None:
+        """Stop reading and answering until every queued reply is gone (or cut after
+        ``write_timeout``). A zero high-water mark makes the transport call ``pause_writing``
+        now and ``resume_writing`` once its buffer is empty."""
+        if self.blocked or self.transport.is_closing():
+            return
+        self.blocked = True
+        self.transport.pause_reading()
+        self.transport.set_write_buffer_limits(high=0, low=0)
+        loop = asyncio.get_running_loop()
+        self.stall = loop.call_later(self.limits.write_timeout, self.cut, "write_timeout")
+        self.watch_partial(restart=False)
+
+    def pause_writing(self) -> None:
+        """The transport's buffer passed its high-water mark: same as too many replies."""
+        self.block()
+
+    def resume_writing(self) -> None:
+        if not self.blocked:
+            return
+        self.blocked = False
+        self.queued = 0
+        if self.stall is not None:
+            self.stall.cancel()
+            self.stall = None
+        self.transport.set_write_buffer_limits()  # back to the defaults
+        self.transport.resume_reading()
+        asyncio.get_running_loop().call_soon(self.resume)
+
+    def resume(self) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.process()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self.idle is not None:
-            self.idle.cancel()
+        for timer in (self.idle, self.deadline, self.stall):
+            if timer is not None:
+                timer.cancel()
+        self.transport = None
         if self.admitted:
             self.connections.release(self.client)
             self.admitted = False
@@ -194,9 +288,14 @@ class TcpProtocol(asyncio.Protocol):
 class DnsServer:
     """Listeners for one process: each endpoint gets a UDP and a TCP socket."""
 
-    def __init__(self, responder: Responder, limits: TcpLimits | None = None) -> None:
+    def __init__(
+        self, responder: Responder, limits: TcpLimits | None = None, rrl: RrlConfig | None = None
+    ) -> None:
         self.responder = responder
         self.connections = TcpConnections(limits or TcpLimits())
+        self.rrl = None
+        if rrl is not None and rrl.enabled:
+            self.rrl = RateLimiter(rrl, self.zone_origin, responder.stats)
         self.closers: list[Callable[[], None]] = []
         self.bound: list[tuple[str, int]] = []
 
@@ -205,7 +304,7 @@ class DnsServer:
         loop = asyncio.get_running_loop()
         udp_sock, tcp_sock = sockets or self.bind_pair(host, port)
         transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpProtocol(self.responder), sock=udp_sock
+            lambda: UdpProtocol(self.responder, self.rrl), sock=udp_sock
         )
         server = await loop.create_server(
             lambda: TcpProtocol(self.responder, self.connections), sock=tcp_sock
@@ -214,6 +313,11 @@ class DnsServer:
         address = udp_sock.getsockname()[:2]
         self.bound.append(address)
         return address
+
+    def zone_origin(self, qname: bytes) -> bytes:
+        """Origin of the zone of ``qname`` in the configuration in force (RRL buckets)."""
+        zone = self.responder.config.zone_for(qname)
+        return zone.origin if zone is not None else b""
 
     @staticmethod
     def bind_pair(host: str, port: int) -> tuple[socket.socket, socket.socket]:

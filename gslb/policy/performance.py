@@ -18,7 +18,10 @@ def step(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
         if state is not None:
             cand.latency, cand.success_ratio = state.latency, state.success_ratio
     measured = [c.latency for c in cands if c.latency is not None]
-    limit = min(measured) * (1 + options.latency_tolerance) if measured else None
+    limit = None
+    if measured:
+        best = min(measured)
+        limit = max(best * (1 + options.latency_tolerance), best + options.latency_margin)
     keep: list[Candidate] = []
     dropped: list[tuple[Candidate, str]] = []
     for cand in cands:
@@ -26,8 +29,9 @@ def step(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
             floor = options.success_floor
             dropped.append((cand, f"success ratio {cand.success_ratio:.2f} < floor {floor:.2f}"))
         elif limit is not None and cand.latency is not None and cand.latency > limit:
-            why = f"latency {cand.latency * 1000:.0f} ms > best * {1 + options.latency_tolerance:g}"
-            dropped.append((cand, f"{why} = {limit * 1000:.0f} ms"))
+            why = f"latency {cand.latency * 1000:.0f} ms > limit {limit * 1000:.0f} ms"
+            dropped.append((cand, f"{why} (best * {1 + options.latency_tolerance:g}, "
+                                  f"at least best + {options.latency_margin * 1000:.0f} ms)"))
         else:
             keep.append(cand)
     if not keep:
