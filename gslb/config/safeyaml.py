@@ -16,6 +16,7 @@ MAX_DEPTH = 64
 MAX_ALIASES = 1000
 MAX_EXPANDED = 2_000_000  # nodes after expanding every alias
 _ANCHOR = re.compile(rb"(^|[\s\[{,:-])[&*][^\s,\[\]{}]")
+_BRACKET = re.compile(rb"[\[\]{}]")
 _FastLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -65,10 +66,28 @@ def expanded_size(node: Any, memo: dict[int, int]) -> int:
     return size
 
 
+def flow_depth(raw: bytes) -> int:
+    """Deepest ``[``/``{`` nesting, counted without regard to quoting (an over-estimate).
+
+    libyaml's composer recurses once per level and overflows the C stack near 30,000 levels,
+    so a file that might nest deeply goes to the pure-Python loader, which stops at
+    MAX_DEPTH. Block (indentation) nesting that deep cannot fit under MAX_BYTES.
+    """
+    depth = deepest = 0
+    for match in _BRACKET.finditer(raw):
+        if match.group() in b"[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif depth:
+            depth -= 1
+    return deepest
+
+
 def load_yaml(raw: bytes) -> Any:
     if len(raw) > MAX_BYTES:
         raise YamlError(f"file larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    loader = _CheckedLoader if _ANCHOR.search(raw) else _FastLoader
+    checked = _ANCHOR.search(raw) or flow_depth(raw) > MAX_DEPTH
+    loader = _CheckedLoader if checked else _FastLoader
     try:
         data = yaml.load(raw, Loader=loader)  # noqa: S506 - both loaders are safe loaders
     except yaml.MarkedYAMLError as exc:
