@@ -10,6 +10,16 @@ import pytest
 from tests.geodb import WORLD, write_test_db
 from tests.server import ServerThread
 
+# The apex every small test zone starts with: one NS and its address.
+ZONE_HEAD = """\
+'':
+  type: NS
+  value: ns1.example.com.
+ns1:
+  type: A
+  value: 192.0.2.53
+"""
+
 CORE_ZONE = """\
 '':
   - type: SOA

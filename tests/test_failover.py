@@ -9,20 +9,14 @@ from __future__ import annotations
 import dns.message
 import pytest
 
-from tests.conftest import write_zone
+from tests.conftest import ZONE_HEAD, write_zone
 from tests.edges import EdgeThread
 from tests.server import ServerThread, wait_until
 
 CDNS = {"127.0.0.11": "a", "127.0.0.12": "b", "127.0.0.13": "c"}
 ORIGIN = "192.0.2.10"
 
-ZONE = """\
-'':
-  type: NS
-  value: ns1.example.com.
-ns1:
-  type: A
-  value: 192.0.2.53
+ZONE = ZONE_HEAD + """\
 content:
   type: A
   ttl: 30

@@ -12,17 +12,11 @@ import dns.rcode
 import dns.rdatatype
 import pytest
 
-from tests.conftest import write_zone
+from tests.conftest import ZONE_HEAD, write_zone
 from tests.geodb import CLIENTS, CLIENTS6
 from tests.server import ServerThread
 
-ZONE = """\
-'':
-  type: NS
-  value: ns1.example.com.
-ns1:
-  type: A
-  value: 192.0.2.53
+ZONE = ZONE_HEAD + """\
 origin:
   type: A
   ttl: 60

@@ -10,16 +10,10 @@ import dns.message
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.conftest import write_zone
+from tests.conftest import ZONE_HEAD, write_zone
 from tests.server import ServerThread
 
-ZONE = """\
-'':
-  type: NS
-  value: ns1.example.com.
-ns1:
-  type: A
-  value: 192.0.2.53
+ZONE = ZONE_HEAD + """\
 content:
   type: A
   ttl: 30
