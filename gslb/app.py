@@ -243,7 +243,7 @@ class App:
                 self.config = config
                 self.responder.set_config(config)
                 if self.pool is not None:
-                    self.pool.push_config(config)
+                    await self.pool.push_config(config)
                 result = ReloadResult(True, [], digest=config.digest)
                 log.info("reload ok: %d zone(s), digest %s", len(config.zones), config.digest[:12])
             self.last_reload = result

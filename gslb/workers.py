@@ -9,12 +9,12 @@ reaches every worker within milliseconds, well inside one probe interval.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import logging
 import multiprocessing
 import os
 import signal
+import threading
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from types import MappingProxyType
@@ -46,17 +46,28 @@ def health_message(view: HealthView) -> tuple:
 
 
 class Worker:
-    """The supervisor's handle on one worker process."""
+    """The supervisor's handle on one worker process.
 
-    def __init__(self, process: multiprocessing.Process, conn: Connection, index: int) -> None:
-        self.process, self.conn, self.index = process, conn, index
+    Two one-way pipes, each read by a plain thread: no pipe is ever polled by the event loop,
+    whose poller (uvloop) would make it non-blocking and break multi-megabyte config pushes.
+    """
+
+    def __init__(
+        self, process: multiprocessing.Process, commands: Connection, replies: Connection,
+        index: int,
+    ) -> None:  # fmt: skip
+        self.process, self.commands, self.replies, self.index = process, commands, replies, index
         self.pending: dict[int, asyncio.Future] = {}
+        self.lock = threading.Lock()  # sends come from the loop and from to_thread()
 
-    def send(self, message: tuple) -> None:
+    def send(self, message: tuple) -> bool:
         try:
-            self.conn.send(message)
+            with self.lock:
+                self.commands.send(message)
+            return True
         except (BrokenPipeError, OSError):
             log.error("worker %d (pid %s) is gone", self.index, self.process.pid)
+            return False
 
 
 class WorkerPool:
@@ -65,85 +76,104 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self.ids = itertools.count(1)
         self.ready: asyncio.Queue = asyncio.Queue()
+        self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, spec: WorkerSpec, config: Config, view: HealthView) -> None:
         context = multiprocessing.get_context("spawn")
-        loop = asyncio.get_running_loop()
+        self.loop = asyncio.get_running_loop()
         for index in range(self.count):
-            parent, child = context.Pipe()
-            worker_spec = replace(spec, index=index)
+            commands_in, commands_out = context.Pipe(duplex=False)
+            replies_in, replies_out = context.Pipe(duplex=False)
             process = context.Process(
-                target=worker_main, args=(child, worker_spec), name=f"gslb-worker-{index}"
+                target=worker_main,
+                args=(commands_in, replies_out, replace(spec, index=index)),
+                name=f"gslb-worker-{index}",
             )
             process.daemon = True
             process.start()
-            child.close()
-            worker = Worker(process, parent, index)
+            commands_in.close()
+            replies_out.close()
+            worker = Worker(process, commands_out, replies_in, index)
             self.workers.append(worker)
-            loop.add_reader(parent.fileno(), self.on_message, worker)
-            worker.send(("config", config))
+            threading.Thread(target=self.read_replies, args=(worker,), daemon=True).start()
+            await asyncio.to_thread(worker.send, ("config", config))
             worker.send(health_message(view))
         for _ in range(self.count):
             message = await asyncio.wait_for(self.ready.get(), START_TIMEOUT)
             if message[0] == "failed":
                 raise OSError(f"worker failed to start: {message[1]}")
 
-    def on_message(self, worker: Worker) -> None:
-        try:
-            message = worker.conn.recv()
-        except (EOFError, OSError):
-            asyncio.get_running_loop().remove_reader(worker.conn.fileno())
-            if worker.process.exitcode not in (None, 0):
-                log.error("worker %d exited with %s", worker.index, worker.process.exitcode)
-            return
+    def read_replies(self, worker: Worker) -> None:
+        """Thread: hand every reply of one worker to the event loop."""
+        while True:
+            try:
+                message = worker.replies.recv()
+            except (EOFError, OSError):
+                self.loop.call_soon_threadsafe(self.gone, worker)
+                return
+            self.loop.call_soon_threadsafe(self.dispatch, worker, message)
+
+    def gone(self, worker: Worker) -> None:
+        worker.process.join(0)
+        if worker.process.exitcode not in (None, 0):
+            log.error("worker %d exited with %s", worker.index, worker.process.exitcode)
+            self.ready.put_nowait(("failed", f"worker {worker.index} exited"))
+
+    def dispatch(self, worker: Worker, message: tuple) -> None:
         kind = message[0]
         if kind in ("ready", "failed"):
             self.ready.put_nowait(message)
-        elif kind == "stats":
+        elif kind in ("stats", "applied"):
             future = worker.pending.pop(message[1], None)
             if future is not None and not future.done():
-                future.set_result(message[2])
+                future.set_result(message[2] if kind == "stats" else True)
 
     def push_health(self, view: HealthView) -> None:
         message = health_message(view)
         for worker in self.workers:
             worker.send(message)
 
-    def push_config(self, config: Config) -> None:
+    async def push_config(self, config: Config) -> None:
+        """Send to every worker and wait until each serves it, so a finished reload means
+        every answer comes from the new zones. Pickling takes a while: off the event loop."""
+        futures = []
         for worker in self.workers:
-            worker.send(("config", config))
+            request, future = self.request(worker)
+            if await asyncio.to_thread(worker.send, ("config", config, request)):
+                futures.append(future)
+        if futures:
+            await asyncio.wait(futures, timeout=START_TIMEOUT)
+
+    def request(self, worker: Worker) -> tuple[int, asyncio.Future]:
+        request = next(self.ids)
+        future = worker.pending[request] = self.loop.create_future()
+        return request, future
 
     async def stats(self) -> list[dict]:
         """Counter snapshots from every live worker (a stuck one is skipped, not waited on)."""
-        loop = asyncio.get_running_loop()
         futures = []
         for worker in self.workers:
-            request = next(self.ids)
-            future = loop.create_future()
-            worker.pending[request] = future
-            worker.send(("stats", request))
-            futures.append(future)
+            request, future = self.request(worker)
+            if worker.send(("stats", request)):
+                futures.append(future)
         done, _ = await asyncio.wait(futures, timeout=STATS_TIMEOUT) if futures else (set(), None)
         return [f.result() for f in done]
 
     async def stop(self) -> None:
-        loop = asyncio.get_running_loop()
         for worker in self.workers:
             worker.send(("stop",))
         for worker in self.workers:
             await asyncio.to_thread(worker.process.join, 5)
             if worker.process.is_alive():
                 worker.process.kill()
-            with contextlib.suppress(Exception):
-                loop.remove_reader(worker.conn.fileno())
-            worker.conn.close()
+            worker.commands.close()
         self.workers.clear()
 
 
 # -- inside a worker process -------------------------------------------------------------
 
 
-def worker_main(conn: Connection, spec: WorkerSpec) -> None:
+def worker_main(commands: Connection, replies: Connection, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     try:
@@ -152,12 +182,12 @@ def worker_main(conn: Connection, spec: WorkerSpec) -> None:
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(WorkerProcess(conn, spec).run())
+    asyncio.run(WorkerProcess(commands, replies, spec).run())
 
 
 class WorkerProcess:
-    def __init__(self, conn: Connection, spec: WorkerSpec) -> None:
-        self.conn, self.spec = conn, spec
+    def __init__(self, commands: Connection, replies: Connection, spec: WorkerSpec) -> None:
+        self.commands, self.replies, self.spec = commands, replies, spec
         self.done = asyncio.Event()
 
     async def run(self) -> None:
@@ -167,14 +197,14 @@ class WorkerProcess:
         from gslb.policy.chain import Engine
         from gslb.privileges import drop_privileges
 
-        message = self.conn.recv()
+        message = self.commands.recv()
         config: Config = message[1]
         try:
             geo = GeoDB.open(self.spec.geoip)
             engine = Engine(geo)
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
-            self.apply(self.conn.recv())
+            self.apply(self.commands.recv())
             server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl)
             pairs = [DnsServer.bind_pair(host, port) for host, port in self.spec.endpoints]
             if self.spec.user is not None:  # bound as root; not one query read as root
@@ -182,11 +212,11 @@ class WorkerProcess:
             for (host, port), pair in zip(self.spec.endpoints, pairs, strict=True):
                 await server.listen(host, port, pair)
         except Exception as exc:  # report, do not hang the supervisor
-            self.conn.send(("failed", f"{type(exc).__name__}: {exc}"))
+            self.replies.send(("failed", f"{type(exc).__name__}: {exc}"))
             return
         loop = asyncio.get_running_loop()
-        loop.add_reader(self.conn.fileno(), self.on_message)
-        self.conn.send(("ready", os.getpid()))
+        threading.Thread(target=self.read_commands, args=(loop,), daemon=True).start()
+        self.replies.send(("ready", os.getpid()))
         await self.done.wait()
         server.close()
         geo.close()
@@ -197,13 +227,19 @@ class WorkerProcess:
             self.responder.set_health(HealthView(message[1], MappingProxyType(message[2])))
         elif kind == "config":
             self.responder.set_config(message[1])
+            if len(message) > 2:
+                self.replies.send(("applied", message[2]))
         elif kind == "stats":
-            self.conn.send(("stats", message[1], self.responder.stats.snapshot()))
+            self.replies.send(("stats", message[1], self.responder.stats.snapshot()))
         elif kind == "stop":
             self.done.set()
 
-    def on_message(self) -> None:
-        try:
-            self.apply(self.conn.recv())
-        except (EOFError, OSError):
-            self.done.set()  # the supervisor is gone: stop serving
+    def read_commands(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Thread: blocking reads, applied on the event loop in arrival order."""
+        while True:
+            try:
+                message = self.commands.recv()
+            except (EOFError, OSError):
+                loop.call_soon_threadsafe(self.done.set)  # the supervisor is gone: stop
+                return
+            loop.call_soon_threadsafe(self.apply, message)

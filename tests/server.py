@@ -24,6 +24,7 @@ from gslb.dns.server import TcpLimits
 
 class ServerThread:
     def __init__(self, zones: Path, geoip: Path, **overrides) -> None:
+        use_uvloop = overrides.pop("uvloop", False)
         settings = Settings(
             zones=Path(zones),
             dns=[("127.0.0.1", 0)],
@@ -35,7 +36,12 @@ class ServerThread:
             setattr(settings, key, value)
         self.settings = settings
         self.app: App | None = None
-        self.loop = asyncio.new_event_loop()
+        if use_uvloop:  # the loop `gslb serve` really runs on
+            import uvloop
+
+            self.loop = uvloop.new_event_loop()
+        else:
+            self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
         self.dns_port = 0
         self.http_port = 0

@@ -91,3 +91,22 @@ def test_health_change_reaches_every_worker(pool_server):
     while answers(ask(pool_server)) != {"127.0.0.1"} and time.monotonic() < deadline:
         pass
     assert all(answers(ask(pool_server)) == {"127.0.0.1"} for _ in range(50))
+
+
+def big_zone(records: int, address: str) -> str:
+    lines = [ZONE_HEAD]
+    lines += [f"r{i}:\n  type: A\n  value: {address}\n" for i in range(records)]
+    return "".join(lines)
+
+
+def test_large_config_reaches_uvloop_workers_at_start_and_reload(tmp_path, geo_db):
+    """A config of several MB must cross the pipes whole, also when the supervisor runs on
+    uvloop (whose poller once made the shared pipe non-blocking and cut it mid-message)."""
+    write_zone(tmp_path, "example.com", big_zone(10_000, "192.0.2.1"))
+    with ServerThread(tmp_path, geo_db, workers=2, uvloop=True) as server:
+        assert answers(ask(server, "r9999.example.com")) == {"192.0.2.1"}
+        write_zone(tmp_path, "example.com", big_zone(10_001, "192.0.2.2"))
+        result = server.call(server.app.reload(), timeout=120)
+        assert result.ok, result.errors
+        replies = [answers(ask(server, "r10000.example.com")) for _ in range(20)]
+        assert all(r == {"192.0.2.2"} for r in replies), "every worker got the new config"
