@@ -8,6 +8,7 @@ network gets the *same* ``Location`` object, so callers can cache decisions per 
 
 from __future__ import annotations
 
+import bisect
 import datetime
 import gzip
 import ipaddress
@@ -18,7 +19,9 @@ import pathlib
 import shutil
 import tempfile
 import zlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 import maxminddb
@@ -43,6 +46,19 @@ DEFAULT_CACHE_SIZE = 65536
 EARTH_RADIUS_KM = 6371.0088  # mean Earth radius (IUGG)
 
 _GZIP_MAGIC = b"\x1f\x8b"
+# Never routed on the public Internet, so a database answer for them would be noise. Our own
+# table: ipaddress.is_global costs ~10 us per new address and changes between Python versions.
+_RESERVED = {
+    4: (
+        "0.0.0.0/8", "10.0.0.0/8", "100.64.0.0/10", "127.0.0.0/8", "169.254.0.0/16",
+        "172.16.0.0/12", "192.0.0.0/24", "192.0.2.0/24", "192.168.0.0/16", "198.18.0.0/15",
+        "198.51.100.0/24", "203.0.113.0/24", "224.0.0.0/4", "240.0.0.0/4",
+    ),
+    6: (
+        "::/96", "100::/64", "2001:db8::/32", "fc00::/7", "fe80::/10", "ff00::/8",
+    ),
+}  # fmt: skip
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
 _MISS = object()  # cache sentinel: None is a valid cached answer ("unknown client")
 _OPEN_ERRORS = (OSError, EOFError, ValueError, RuntimeError, zlib.error)
 
@@ -90,8 +106,8 @@ def _geo_codes(
 class GeoDB:
     """A read-only geo database with per-address and per-network caches.
 
-    Not thread-safe by design: one instance belongs to one event loop (dict operations are atomic
-    under the GIL anyway, so the worst case of sharing is a duplicate lookup).
+    Meant for one event loop. Sharing it between threads is still safe, because each dict
+    operation is atomic under the GIL; at worst an address is looked up twice.
     """
 
     def __init__(self, reader: Any, path: str, cache_size: int = DEFAULT_CACHE_SIZE) -> None:
@@ -155,8 +171,8 @@ class GeoDB:
         try:
             if address.version == 6 and address.ipv4_mapped is not None:
                 address = address.ipv4_mapped  # our DBs store IPv4 only under ::/96
-            if not address.is_global or address.is_multicast:
-                return None  # private, loopback, link-local, documentation, CGNAT, ...
+            if _is_reserved(address):
+                return None  # private, loopback, link-local, documentation, CGNAT, multicast
             record, prefix = self._reader.get_with_prefix_len(address)
         except ValueError:
             return None  # IPv6 address in an IPv4-only DB, or the DB was closed
@@ -172,7 +188,7 @@ class GeoDB:
     def _intern(self, address: IPAddress, prefix: int, record: Any) -> Location | None:
         bits = address.max_prefixlen
         if bits == 32 and self._ipv6_db and prefix > 32:
-            prefix -= 96  # older readers report the ::/96 prefix length for IPv4 lookups
+            prefix -= 96  # a reader that counts the ::/96 bits (maxminddb 3.2 does not)
         prefix = min(max(prefix, 0), bits)
         shift = bits - prefix
         key = (bits, int(address) >> shift << shift, prefix)
@@ -186,34 +202,42 @@ class GeoDB:
         return location  # type: ignore[return-value]
 
 
+def _interval_table(cidrs: tuple[str, ...]) -> tuple[list[int], list[int]]:
+    networks = sorted(ipaddress.ip_network(cidr) for cidr in cidrs)
+    return [int(n.network_address) for n in networks], [int(n.broadcast_address) for n in networks]
+
+
+_RESERVED_TABLES = {version: _interval_table(cidrs) for version, cidrs in _RESERVED.items()}
+
+
+def _is_reserved(address: IPAddress) -> bool:
+    """Binary search in disjoint sorted ranges: well under a microsecond."""
+    firsts, lasts = _RESERVED_TABLES[address.version]
+    value = int(address)
+    i = bisect.bisect_right(firsts, value) - 1
+    return i >= 0 and value <= lasts[i]
+
+
 def _parse(record: Any, network: IPNetwork) -> Location | None:
-    """Turn a City or Country record into a Location; None when it carries no geo data."""
-    if not isinstance(record, dict):
+    """Turn a City or Country record into a Location; None when it carries no geo data.
+
+    Records of real databases are GeoIP2-shaped; anything else counts as "no data" rather than
+    an error, without paying for type checks on every field.
+    """
+    try:
+        country = record.get("country", _EMPTY).get("iso_code")
+        continent = record.get("continent", _EMPTY).get("code")
+        subdivisions = record.get("subdivisions")
+        # The first subdivision is the largest one (state, not county).
+        subdivision = subdivisions[0].get("iso_code") if subdivisions else None
+        point = record.get("location", _EMPTY)
+        lat, lon = point.get("latitude"), point.get("longitude")
+        lat, lon = (None, None) if lat is None or lon is None else (float(lat), float(lon))
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError):
         return None
-    country = _field(record.get("country"), "iso_code")
-    continent = _field(record.get("continent"), "code")
-    subdivisions = record.get("subdivisions")
-    subdivision = None
-    if isinstance(subdivisions, list) and subdivisions:
-        subdivision = _field(subdivisions[0], "iso_code")  # first = largest (state, not county)
-    lat, lon = _coordinates(record.get("location"))
     if country is None and continent is None and lat is None:
         return None
     return Location(country, continent, subdivision, lat, lon, network)
-
-
-def _field(part: Any, key: str) -> str | None:
-    value = part.get(key) if isinstance(part, dict) else None
-    return value if isinstance(value, str) and value else None
-
-
-def _coordinates(location: Any) -> tuple[float | None, float | None]:
-    if not isinstance(location, dict):
-        return None, None
-    lat, lon = location.get("latitude"), location.get("longitude")
-    if not isinstance(lat, int | float) or not isinstance(lon, int | float):
-        return None, None
-    return float(lat), float(lon)
 
 
 def _open_reader(path: str) -> Any:

@@ -8,6 +8,8 @@ import shutil
 from pathlib import Path
 
 import pytest
+from mmdb_writer import MMDBWriter
+from netaddr import IPSet
 
 import gslb
 from gslb.geo import GeoDB, GeoError, Location, default_db_path, haversine_km
@@ -32,9 +34,11 @@ def test_exact_record_and_network(world: GeoDB) -> None:
     assert loc == Location("DE", "EU", None, 50.1109, 8.6821, ipaddress.ip_network("46.4.0.0/16"))
 
 
-@pytest.mark.parametrize("name", sorted(CLIENTS))
-def test_every_world_client_is_found_in_its_network(world: GeoDB, name: str) -> None:
-    loc = world.locate(ip(CLIENTS[name]))
+@pytest.mark.parametrize(
+    ("name", "address"), sorted(CLIENTS.items()) + sorted(CLIENTS6.items()), ids=str
+)
+def test_every_world_client_is_found_in_its_network(world: GeoDB, name: str, address) -> None:
+    loc = world.locate(ip(address))
     assert loc is not None
     spec = WORLD[str(loc.network)]
     assert (loc.country, loc.continent, loc.lat, loc.lon) == (
@@ -86,7 +90,7 @@ def test_geos_needs_each_parent_level(continent, country, subdivision, expected)
     assert Location(country, continent, subdivision, None, None, net).geos() == expected
 
 
-def test_location_equality_ignores_nothing_but_cached_geos() -> None:
+def test_location_compares_by_value() -> None:
     net = ipaddress.ip_network("46.4.0.0/16")
     a = Location("DE", "EU", None, 50.0, 8.0, net)
     assert a == Location("DE", "EU", None, 50.0, 8.0, net)
@@ -162,6 +166,17 @@ def test_tiny_cache_stays_correct_when_cleared(tmp_path: Path) -> None:
         assert len(db._by_network) <= 2
 
 
+def test_records_of_another_shape_are_unknown_not_errors(tmp_path: Path) -> None:
+    """Some vendors write flat records ("country": "DE"); they must not break the answer path."""
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="Flat-City")
+    writer.insert_network(IPSet(["46.4.0.0/16"]), {"country": "DE", "location": [1, 2]})
+    writer.insert_network(IPSet(["51.15.0.0/16"]), {"asn": 12876})
+    writer.to_db_file(str(tmp_path / "flat.mmdb"))
+    with GeoDB.open(tmp_path / "flat.mmdb") as db:
+        assert db.locate(ip("46.4.0.1")) is None
+        assert db.locate(ip("51.15.0.1")) is None
+
+
 def test_country_db_has_no_coordinates(tmp_path: Path) -> None:
     nets = {"46.4.0.0/16": {"country": "DE", "continent": "EU"}}
     path = write_test_db(tmp_path / "c.mmdb", nets, database_type="GSLB-Test-Country")
@@ -194,6 +209,18 @@ def test_gzipped_db_gives_the_same_answers(tmp_path: Path) -> None:
             assert a.locate(ip(CLIENTS[name])) == b.locate(ip(CLIENTS[name]))
         assert b.locate(ip(CLIENTS["BR"])).country == "BR"
         assert b.path == str(packed)
+
+
+def test_gzipped_db_without_writable_tmp_falls_back_to_memory(tmp_path: Path, monkeypatch) -> None:
+    packed = tmp_path / "world.mmdb.gz"
+    packed.write_bytes(gzip.compress(write_world_db(tmp_path).read_bytes()))
+
+    def no_tmp(*args, **kwargs):
+        raise PermissionError("read-only /tmp")
+
+    monkeypatch.setattr("tempfile.mkstemp", no_tmp)
+    with GeoDB.open(packed) as db:
+        assert db.locate(ip(CLIENTS["AU"])).country == "AU"
 
 
 def test_metadata_and_description(tmp_path: Path) -> None:
@@ -346,9 +373,15 @@ def test_default_db_private_is_none(default_db: GeoDB) -> None:
     assert default_db.locate(ip("10.0.0.1")) is None
 
 
+def test_default_db_has_us_states_for_ipv4(default_db: GeoDB) -> None:
+    """geoip/README.md promises NA-US-CA style rules work with the shipped DB."""
+    assert default_db.locate(ip("8.8.8.8")).geos() == ("NA-US-CA", "NA-US", "NA")
+
+
 def test_notice_carries_the_attribution() -> None:
     notice = (default_db_path().parent / "NOTICE").read_text()
     assert gslb.GEOIP_ATTRIBUTION in notice
+    assert "2023-04-01" in notice
 
 
 # --- distance ------------------------------------------------------------------------------

@@ -537,7 +537,8 @@ async def test_bounded_concurrency_with_many_checks(
     edge: Edge, probing: Callable[..., Awaitable[tuple[Prober, Recorder]]]
 ) -> None:
     edge.slow(0.01)  # requests overlap, so the bound is really exercised
-    specs = [spec_for(edge, path=f"/c{i}", interval=0.2, timeout=0.15) for i in range(300)]
+    # timeout generous: on a loaded CI box a 0.15 s probe of a queued check can time out
+    specs = [spec_for(edge, path=f"/c{i}", interval=1.0, timeout=0.9) for i in range(300)]
     prober, recorder = await probing(concurrency=8)
     await prober.update({spec.key: spec for spec in specs})
     assert await prober.first_round(timeout=15)

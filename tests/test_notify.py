@@ -165,7 +165,7 @@ def test_serve_process_sighup_reloads_and_sigterm_stops(receiver, tmp_path, geo_
     env.pop("WATCHDOG_USEC", None)
     command = [sys.executable, "-m", "gslb", "serve", "--zones", str(zones), "--geoip",
                str(geo_db), "--dns", "127.0.0.1:0", "--http", "127.0.0.1:0", "--workers", "1",
-               "--watch-interval", "0", "--log-format", "json"]  # fmt: skip
+               "--watch-interval", "0", "--log-format", "json", "--allow-root"]  # fmt: skip
     process = subprocess.Popen(command, env=env, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
     lines: list[str] = []
     reader = threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True)

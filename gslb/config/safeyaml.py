@@ -66,27 +66,34 @@ def expanded_size(node: Any, memo: dict[int, int]) -> int:
     return size
 
 
-def flow_depth(raw: bytes) -> int:
-    """Deepest ``[``/``{`` nesting, counted without regard to quoting (an over-estimate).
+def too_deep_for_c(raw: bytes) -> bool:
+    """True when the document nests deeper than MAX_DEPTH, found without recursing.
 
-    libyaml's composer recurses once per level and overflows the C stack near 30,000 levels,
-    so a file that might nest deeply goes to the pure-Python loader, which stops at
-    MAX_DEPTH. Block (indentation) nesting that deep cannot fit under MAX_BYTES.
-    """
-    depth = deepest = 0
-    for match in _BRACKET.finditer(raw):
-        if match.group() in b"[{":
-            depth += 1
-            deepest = max(deepest, depth)
-        elif depth:
-            depth -= 1
-    return deepest
+    libyaml's composer recurses once per level and overflows the C stack near 30,000 levels
+    (a segfault, not an exception). Its parser does not recurse, so its events are walked
+    first when the file has enough ``[``/``{`` bytes to be that deep; quotes and comments
+    are the parser's business, so a ``]`` in a string cannot hide a level. Block nesting
+    that deep cannot fit under MAX_BYTES."""
+    if len(_BRACKET.findall(raw)) <= MAX_DEPTH:
+        return False
+    depth = 0
+    try:
+        for event in yaml.parse(raw, Loader=_FastLoader):
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_DEPTH:
+                    return True
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+    except yaml.YAMLError:
+        return False  # the loader reports it, failing at the same shallow point
+    return False
 
 
 def load_yaml(raw: bytes) -> Any:
     if len(raw) > MAX_BYTES:
         raise YamlError(f"file larger than {MAX_BYTES // (1024 * 1024)} MiB")
-    checked = _ANCHOR.search(raw) or flow_depth(raw) > MAX_DEPTH
+    checked = _ANCHOR.search(raw) or too_deep_for_c(raw)
     loader = _CheckedLoader if checked else _FastLoader
     try:
         data = yaml.load(raw, Loader=loader)  # noqa: S506 - both loaders are safe loaders
