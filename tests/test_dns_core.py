@@ -244,7 +244,9 @@ def test_tcp_pipelined_queries_on_one_connection(core_server):
     names = ["www.example.com", "nothere.example.com", "example.com"]
     messages = [query(n) for n in names]
     with socket.create_connection(("127.0.0.1", core_server.dns_port), timeout=3) as sock:
-        sock.sendall(b"".join(struct.pack("!H", len(w)) + w for w in (m.to_wire() for m in messages)))
+        sock.sendall(
+            b"".join(struct.pack("!H", len(w)) + w for w in (m.to_wire() for m in messages))
+        )
         replies = [read_tcp_message(sock) for _ in messages]
     by_id = {r.id: r for r in replies}
     assert set(by_id) == {m.id for m in messages}
@@ -294,7 +296,9 @@ def test_chaos_refused_unless_configured(core_server):
 
 
 def test_nsid_not_sent_unless_configured(core_server):
-    reply = core_server.udp(query("www.example.com", use_edns=0, options=[dns.edns.NSIDOption(b"")]))
+    reply = core_server.udp(
+        query("www.example.com", use_edns=0, options=[dns.edns.NSIDOption(b"")])
+    )
     assert not [o for o in reply.options if o.otype == dns.edns.NSID]
 
 

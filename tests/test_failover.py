@@ -16,7 +16,9 @@ from tests.server import ServerThread, wait_until
 CDNS = {"127.0.0.11": "a", "127.0.0.12": "b", "127.0.0.13": "c"}
 ORIGIN = "192.0.2.10"
 
-ZONE = ZONE_HEAD + """\
+ZONE = (
+    ZONE_HEAD
+    + """\
 content:
   type: A
   ttl: 30
@@ -40,6 +42,7 @@ content:
     targets:
 {targets}
 """
+)
 
 
 @pytest.fixture(scope="module")

@@ -16,7 +16,9 @@ from tests.conftest import ZONE_HEAD, write_zone
 from tests.geodb import CLIENTS, CLIENTS6
 from tests.server import ServerThread
 
-ZONE = ZONE_HEAD + """\
+ZONE = (
+    ZONE_HEAD
+    + """\
 origin:
   type: A
   ttl: 60
@@ -120,6 +122,7 @@ weighted:
     rules:
       - pool: all
 """
+)
 
 
 @pytest.fixture(scope="module")

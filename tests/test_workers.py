@@ -13,7 +13,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from tests.conftest import ZONE_HEAD, write_zone
 from tests.server import ServerThread
 
-ZONE = ZONE_HEAD + """\
+ZONE = (
+    ZONE_HEAD
+    + """\
 content:
   type: A
   ttl: 30
@@ -28,6 +30,7 @@ content:
   gslb:
     check: {type: tcp, port: PORT, interval: 30, timeout: 1}
 """
+)
 QUERIES = 200
 
 

@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from dnslib import SOA as SOARD
 from dnslib import DNSBuffer
 

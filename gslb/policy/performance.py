@@ -30,8 +30,13 @@ def step(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
             dropped.append((cand, f"success ratio {cand.success_ratio:.2f} < floor {floor:.2f}"))
         elif limit is not None and cand.latency is not None and cand.latency > limit:
             why = f"latency {cand.latency * 1000:.0f} ms > limit {limit * 1000:.0f} ms"
-            dropped.append((cand, f"{why} (best * {1 + options.latency_tolerance:g}, "
-                                  f"at least best + {options.latency_margin * 1000:.0f} ms)"))
+            dropped.append(
+                (
+                    cand,
+                    f"{why} (best * {1 + options.latency_tolerance:g}, "
+                    f"at least best + {options.latency_margin * 1000:.0f} ms)",
+                )
+            )
         else:
             keep.append(cand)
     if not keep:
