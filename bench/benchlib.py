@@ -35,6 +35,9 @@ RESULTS = ROOT / "bench" / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 PAGE_KB = os.sysconf("SC_PAGE_SIZE") // 1024
 LOOPBACK = "127.0.0.1"
+# Load before measuring: caches fill and the first (long) full garbage collections of a
+# growing heap happen here, so the measured window shows the steady state.
+WARMUP_SECONDS = 5.0
 
 
 # -- machine -------------------------------------------------------------------------------
@@ -158,17 +161,12 @@ def cmdline(pid: int) -> str:
 
 
 def kill_group(process: subprocess.Popen, grace: float = 10.0) -> None:
-    """SIGTERM the process group (a server and its workers), SIGKILL what is left."""
-    if process.poll() is not None:
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, signal.SIGKILL)  # orphaned workers, if any
-        return
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGTERM)
-    try:
-        process.wait(grace)
-    except subprocess.TimeoutExpired:
-        pass
+    """SIGTERM the server (gslb stops its own workers), then SIGKILL whatever is left of its
+    process group, so nothing outlives the bench."""
+    if process.poll() is None:
+        process.terminate()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(grace)
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(process.pid, signal.SIGKILL)
     with contextlib.suppress(subprocess.TimeoutExpired):
@@ -256,10 +254,9 @@ class Gslb(Service):
         while time.monotonic() - started < timeout:
             if not self.alive():
                 raise RuntimeError(f"gslb exited early:\n{self.log_tail()}")
-            with contextlib.suppress(OSError):
-                with urllib.request.urlopen(url, timeout=1) as response:
-                    if response.status == 200:
-                        return time.monotonic() - started
+            with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return time.monotonic() - started
             time.sleep(0.05)
         raise RuntimeError(f"gslb not ready after {timeout:.0f} s:\n{self.log_tail()}")
 
@@ -402,6 +399,44 @@ def make_query(name: str, qtype: str, ecs: str | None = None, prefix: int | None
     query = dns.message.make_query(name, qtype, use_edns=0, payload=1232, options=options)
     query.flags &= ~0x0100  # RD off: we are the authority, a resolver asks non-recursively
     return query.to_wire()
+
+
+GSLB_NAME = "content.example.com."
+# (name, qtype, weight): the static mix; 'nx-*' names do not exist (NXDOMAIN).
+STATIC_MIX = [
+    ("example.com.", "A", 8), ("ns1.example.com.", "A", 6), ("mail.example.com.", "A", 6),
+    ("origin.example.com.", "A", 10), ("origin.example.com.", "AAAA", 15),
+    ("nx", "A", 14), ("nx", "AAAA", 6),
+    ("mail.example.com.", "AAAA", 5), ("ns1.example.com.", "TXT", 5),
+    ("example.com.", "SOA", 5),
+    ("alias.example.com.", "A", 8), ("alias.example.com.", "CNAME", 7),
+    ("example.com.", "MX", 3), ("example.com.", "TXT", 1), ("example.com.", "NS", 1),
+]  # fmt: skip
+
+
+def ecs_queries(db: Path, kind: str, count: int) -> tuple[list[bytes], dict[str, int]]:
+    """content.example.com A, each with the ECS of a client in some country (5 % no ECS)."""
+    clients = client_addresses(db, kind, count)
+    countries: dict[str, int] = {}
+    messages = []
+    for address, country in clients:
+        countries[country] = countries.get(country, 0) + 1
+        messages.append(make_query(GSLB_NAME, "A", address))
+    messages += [make_query(GSLB_NAME, "A") for _ in range(count // 20)]
+    random.Random(2).shuffle(messages)
+    return messages, countries
+
+
+def static_queries(count: int) -> list[bytes]:
+    rng = random.Random(3)
+    names = [(n, t) for n, t, w in STATIC_MIX for _ in range(w)]
+    messages = []
+    for _ in range(count):
+        name, qtype = rng.choice(names)
+        if name == "nx":
+            name = f"nx{rng.randrange(10**6)}.example.com."
+        messages.append(make_query(name, qtype))
+    return messages
 
 
 # -- dnsperf -------------------------------------------------------------------------------

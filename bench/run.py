@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import random
 import resource
 import sys
 import tempfile
@@ -30,18 +29,7 @@ from pathlib import Path
 import benchlib as bl
 
 ZONES = bl.ROOT / "bench" / "zones"
-GSLB_NAME = "content.example.com."
 TARGET_P99_MS = 2.0
-# (name, qtype, weight): the static mix; 'nx-*' names do not exist (NXDOMAIN).
-STATIC_MIX = [
-    ("example.com.", "A", 8), ("ns1.example.com.", "A", 6), ("mail.example.com.", "A", 6),
-    ("origin.example.com.", "A", 10), ("origin.example.com.", "AAAA", 15),
-    ("nx", "A", 14), ("nx", "AAAA", 6),
-    ("mail.example.com.", "AAAA", 5), ("ns1.example.com.", "TXT", 5),
-    ("example.com.", "SOA", 5),
-    ("alias.example.com.", "A", 8), ("alias.example.com.", "CNAME", 7),
-    ("example.com.", "MX", 3), ("example.com.", "TXT", 1), ("example.com.", "NS", 1),
-]  # fmt: skip
 
 
 def parse_args() -> argparse.Namespace:
@@ -53,31 +41,6 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--queries", type=int, default=20000, help="distinct queries per file")
     parser.add_argument("--out", default="bench.json")
     return parser.parse_args()
-
-
-def ecs_queries(db: Path, kind: str, count: int) -> tuple[list[bytes], dict[str, int]]:
-    """content.example.com A, each with the ECS of a client in some country (5 % no ECS)."""
-    clients = bl.client_addresses(db, kind, count)
-    countries: dict[str, int] = {}
-    messages = []
-    for address, country in clients:
-        countries[country] = countries.get(country, 0) + 1
-        messages.append(bl.make_query(GSLB_NAME, "A", address))
-    messages += [bl.make_query(GSLB_NAME, "A") for _ in range(count // 20)]
-    random.Random(2).shuffle(messages)
-    return messages, countries
-
-
-def static_queries(count: int) -> list[bytes]:
-    rng = random.Random(3)
-    names = [(n, t) for n, t, w in STATIC_MIX for _ in range(w)]
-    messages = []
-    for _ in range(count):
-        name, qtype = rng.choice(names)
-        if name == "nx":
-            name = f"nx{rng.randrange(10**6)}.example.com."
-        messages.append(bl.make_query(name, qtype))
-    return messages
 
 
 def measure(server: bl.Gslb, datafile: Path, workdir: Path, args, **kw) -> dict:
@@ -134,9 +97,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="gslb-bench-") as tmp:
         workdir = Path(tmp)
         db, kind = bl.geoip_db(workdir)
-        ecs, countries = ecs_queries(db, kind, args.queries)
+        ecs, countries = bl.ecs_queries(db, kind, args.queries)
         ecs_file = bl.write_binary_queries(workdir / "ecs.bin", ecs)
-        static_file = bl.write_binary_queries(workdir / "static.bin", static_queries(args.queries))
+        static = bl.static_queries(args.queries)
+        static_file = bl.write_binary_queries(workdir / "static.bin", static)
         server = bl.Gslb(ZONES, db, workdir, workers=args.workers)
         with server:
             ready_s = server.wait_ready()
@@ -164,8 +128,8 @@ def main() -> int:
 
 
 def run_scenarios(server: bl.Gslb, ecs_file: Path, static_file: Path, workdir: Path, args):
-    warm = argparse.Namespace(**{**vars(args), "seconds": 2})
-    measure(server, ecs_file, workdir, warm, verbose=False)  # fill caches, as in production
+    warm = argparse.Namespace(**{**vars(args), "seconds": bl.WARMUP_SECONDS})
+    measure(server, ecs_file, workdir, warm, verbose=False)  # steady state, as in production
     results = {}
     for name, datafile, extra in (
         ("gslb-ecs", ecs_file, {}),

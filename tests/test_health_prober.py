@@ -320,6 +320,17 @@ def test_fall_and_rise_need_results_in_a_row() -> None:
     ]
 
 
+def test_recovery_restarts_the_moving_averages() -> None:
+    """Back up after `rise` successes: old failures must not keep the performance step
+    dropping the value (it would stay out for many more intervals)."""
+    track = tracker(rise=2, fall=2)
+    states(track, [OK, FAIL, FAIL, FAIL, FAIL, ProbeResult(True, "ok", 0.004, 200)])
+    assert track.state == "down" and track.success_ratio < 0.5
+    track.record(ProbeResult(True, "ok", 0.003, 200), 10.0)
+    assert track.state == "up"
+    assert track.success_ratio == 1.0 and track.latency == pytest.approx(0.003)
+
+
 def test_moving_averages() -> None:
     track = tracker()
     track.record(ProbeResult(True, "ok", 0.010, 200), 0.0)

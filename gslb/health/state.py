@@ -105,6 +105,11 @@ class CheckTracker:
             return None
         old = self.state
         self.up, self.reason, self.since = result.ok, result.reason, now
+        if result.ok and old == "down":
+            # `rise` successes in a row just vouched for it: the failures still in the moving
+            # averages would otherwise keep the performance step dropping a recovered value
+            # for many more intervals (measured: 2.5-4.6 s at 0.5 s, i.e. ~30 s at 5 s).
+            self.success_ratio, self.latency = 1.0, result.latency
         return self._log(old, self.state, result.reason, now)
 
     def _average(self, result: ProbeResult) -> None:
