@@ -7,6 +7,7 @@ Prometheus families when scraped (and sums them across worker processes).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
 
@@ -38,11 +39,7 @@ class Stats:
 
     def observe_latency(self, seconds: float) -> None:
         self.latency_sum += seconds
-        for index, bound in enumerate(LATENCY_BUCKETS):
-            if seconds <= bound:
-                self.latency_buckets[index] += 1
-                return
-        self.latency_buckets[-1] += 1
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
 
     def snapshot(self) -> dict:
         """A picklable copy, for summing across worker processes."""

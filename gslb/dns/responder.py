@@ -106,6 +106,7 @@ class Responder:
         self.health: HealthView = EMPTY_VIEW
         self.cache: dict[tuple, Packed | Dynamic] = {}
         self.outcomes: dict[tuple, Packed] = {}
+        self.opts: dict[tuple, bytes] = {}
         self.set_config(config)
 
     def set_config(self, config: Config) -> None:
@@ -168,15 +169,22 @@ class Responder:
         return reply
 
     def opt_for(self, query: Query, scope: int) -> bytes:
+        """Our OPT record; the same few variants recur, so they are built once and kept."""
         opt = query.opt
-        options = b""
-        if opt.ecs is not None:
-            self.stats.ecs[(opt.ecs.family, scope)] += 1
-            options += opt.ecs.echo(scope)
-        if opt.nsid and self.options.identity is not None:
-            nsid = self.options.identity
-            options += (3).to_bytes(2, "big") + len(nsid).to_bytes(2, "big") + nsid
-        return opt_record(opt, options=options)
+        ecs = opt.ecs
+        if ecs is not None:
+            self.stats.ecs[(ecs.family, scope)] += 1
+        key = (ecs.raw if ecs is not None else None, scope, opt.do, opt.nsid)
+        record = self.opts.get(key)
+        if record is None:
+            options = b"" if ecs is None else ecs.echo(scope)
+            if opt.nsid and self.options.identity is not None:
+                nsid = self.options.identity
+                options += (3).to_bytes(2, "big") + len(nsid).to_bytes(2, "big") + nsid
+            if len(self.opts) >= CACHE_LIMIT:
+                self.opts.clear()
+            record = self.opts[key] = opt_record(opt, options=options)
+        return record
 
     def error(
         self, query: Query, data: bytes, rcode: int, transport: str, *, keep_question: bool = True
