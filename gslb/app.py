@@ -51,6 +51,7 @@ class Settings:
     query_log_sample: int = 0  # log one query in N; 0 disables (and costs nothing)
     rrl: RrlConfig = field(default_factory=RrlConfig)  # UDP response rate limiting; off
     user: str | None = None  # drop to this user once every socket is bound
+    udp_batch: bool = True  # recvmmsg/sendmmsg (gslb.dns.udpbatch); False: asyncio transport
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -84,6 +85,7 @@ class Settings:
                 max_buckets=args.rrl_max_buckets,
             ),
             user=args.user,
+            udp_batch=args.udp_batch,
         )
 
 
@@ -183,7 +185,8 @@ class App:
 
     async def start_dns(self, sockets: list[tuple]) -> None:
         if self.settings.workers <= 1:
-            self.dns = DnsServer(self.responder, self.settings.tcp, self.settings.rrl)
+            self.dns = DnsServer(self.responder, self.settings.tcp, self.settings.rrl,
+                                 batched=self.settings.udp_batch)  # fmt: skip
             for (host, port), pair in zip(self.settings.dns, sockets, strict=True):
                 self.dns_bound.append(await self.dns.listen(host, port, pair))
         for host, port in self.dns_bound:
@@ -198,7 +201,8 @@ class App:
         )
         spec = WorkerSpec(0, endpoints, str(self.settings.geoip), self.settings.identity,
                           self.settings.version_string, self.settings.tcp,
-                          rrl=self.settings.rrl, user=self.settings.user)  # fmt: skip
+                          rrl=self.settings.rrl, user=self.settings.user,
+                          udp_batch=self.settings.udp_batch)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
             await self.pool.start(spec, self.config, self.prober.view)

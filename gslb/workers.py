@@ -39,6 +39,7 @@ class WorkerSpec:
     tcp: object  # gslb.dns.server.TcpLimits
     rrl: object = None  # gslb.dns.rrl.RrlConfig; None: off
     user: str | None = None  # drop to this user after binding (gslb.privileges)
+    udp_batch: bool = True
 
 
 def health_message(view: HealthView) -> tuple:
@@ -205,7 +206,8 @@ class WorkerProcess:
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
             self.apply(self.commands.recv())
-            server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl)
+            server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl,
+                               batched=self.spec.udp_batch)  # fmt: skip
             pairs = [DnsServer.bind_pair(host, port) for host, port in self.spec.endpoints]
             if self.spec.user is not None:  # bound as root; not one query read as root
                 drop_privileges(self.spec.user)

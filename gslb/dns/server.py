@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from gslb.dns import udpbatch
 from gslb.dns.responder import Responder
 from gslb.dns.rrl import RateLimiter, RrlConfig
 
@@ -95,15 +96,20 @@ class UdpProtocol(asyncio.DatagramProtocol):
     def datagram_received(self, data: bytes, addr: tuple) -> None:
         started = time.perf_counter()
         try:
-            reply = self.responder.handle(data, addr[0], "udp")
+            reply = self.answer(data, addr[0])
         except Exception:  # the server must keep answering whatever one packet does
             log.exception("unexpected error answering %d bytes over UDP", len(data))
             return
-        if reply is not None and self.rrl is not None:
-            reply = self.rrl.limit(reply, addr[0])
         if reply is not None:
             self.transport.sendto(reply, addr)
         self.responder.stats.observe_latency(time.perf_counter() - started)
+
+    def answer(self, data: bytes, client: str) -> bytes | None:
+        """The reply to send, after response rate limiting; None: stay silent."""
+        reply = self.responder.handle(data, client, "udp")
+        if reply is not None and self.rrl is not None:
+            reply = self.rrl.limit(reply, client)
+        return reply
 
     def error_received(self, exc: Exception) -> None:
         log.debug("UDP socket error: %s", exc)
@@ -289,9 +295,15 @@ class DnsServer:
     """Listeners for one process: each endpoint gets a UDP and a TCP socket."""
 
     def __init__(
-        self, responder: Responder, limits: TcpLimits | None = None, rrl: RrlConfig | None = None
+        self,
+        responder: Responder,
+        limits: TcpLimits | None = None,
+        rrl: RrlConfig | None = None,
+        *,
+        batched: bool = True,
     ) -> None:
         self.responder = responder
+        self.batched = batched  # recvmmsg/sendmmsg where libc has them (gslb.dns.udpbatch)
         self.connections = TcpConnections(limits or TcpLimits())
         self.rrl = None
         if rrl is not None and rrl.enabled:
@@ -303,16 +315,32 @@ class DnsServer:
         """Listen on host:port (port 0 = any free port, same for UDP and TCP)."""
         loop = asyncio.get_running_loop()
         udp_sock, tcp_sock = sockets or self.bind_pair(host, port)
-        transport, _ = await loop.create_datagram_endpoint(
-            lambda: UdpProtocol(self.responder, self.rrl), sock=udp_sock
-        )
+        if self.batched and udpbatch.available():
+            self.closers.append(self.listen_batched(loop, udp_sock))
+        else:
+            transport, _ = await loop.create_datagram_endpoint(
+                lambda: UdpProtocol(self.responder, self.rrl), sock=udp_sock
+            )
+            self.closers.append(transport.close)
         server = await loop.create_server(
             lambda: TcpProtocol(self.responder, self.connections), sock=tcp_sock
         )
-        self.closers += [transport.close, server.close]
+        self.closers.append(server.close)
         address = udp_sock.getsockname()[:2]
         self.bound.append(address)
         return address
+
+    def listen_batched(self, loop: asyncio.AbstractEventLoop, sock: socket.socket):
+        """recvmmsg/sendmmsg on the loop's reader callback; returns the closer."""
+        protocol = UdpProtocol(self.responder, self.rrl)
+        batch = udpbatch.BatchedUdp(sock, protocol.answer, self.responder.stats.observe_latency)
+        loop.add_reader(sock.fileno(), batch.on_readable)
+
+        def close() -> None:
+            loop.remove_reader(sock.fileno())
+            sock.close()
+
+        return close
 
     def zone_origin(self, qname: bytes) -> bytes:
         """Origin of the zone of ``qname`` in the configuration in force (RRL buckets)."""
