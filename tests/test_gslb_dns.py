@@ -245,3 +245,21 @@ def test_answers_counted_by_record_target_and_reason(gslb_server):
     before = stats.answers[("down.example.com.", "origin", "origin")]
     ask(gslb_server, "down.example.com")
     assert stats.answers[("down.example.com.", "origin", "origin")] == before + 1
+
+
+def test_repeated_query_bytes_are_replayed_with_their_own_id_and_counted(gslb_server):
+    """The replay cache answers identical query bytes without parsing: the ID must still be
+    the query's, the weighted pick must still vary, and every answer must be counted."""
+    message = dns.message.make_query("weighted.example.com", "A", use_edns=0,
+                                     options=[dns.edns.ECSOption(CLIENTS["DE"], 24)])  # fmt: skip
+    stats = gslb_server.app.stats
+    before = sum(v for k, v in stats.answers.items() if k[0] == "weighted.example.com.")
+    targets = set()
+    for ident in range(1, 201):
+        message.id = ident
+        reply = dns.message.from_wire(gslb_server.raw_udp(message.to_wire()))
+        assert reply.id == ident
+        targets.add(cname_target(reply))
+    assert targets == {"a.cdn.net.", "b.cdn.net."}
+    after = sum(v for k, v in stats.answers.items() if k[0] == "weighted.example.com.")
+    assert after - before == 200

@@ -43,11 +43,13 @@ from gslb.dns.wire import (
     udp_limit,
 )
 from gslb.health.view import EMPTY_VIEW, HealthView
+from gslb.policy import weighted
 from gslb.stats import Stats
 
 CLASS_IN, CLASS_CH = 1, 3
 MAX_CHASE = 8
 CACHE_LIMIT = 100_000
+REPLAY_LIMIT = 50_000
 TCP_LIMIT = 65535
 QTYPE_LABELS = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
@@ -86,6 +88,29 @@ class Dynamic:
     record: DynamicRecord  # the one dynamic record the answer starts with
 
 
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The part of a policy answer that goes into the packed reply."""
+
+    values: tuple[str, ...]
+    ttl: int
+
+
+@dataclass(frozen=True, slots=True)
+class Replay:
+    """A reply already sent for exactly these query bytes (the ID aside), under the config
+    and health view in force: a repeat costs one dict lookup, no parsing. GSLB answers keep
+    one reply per choice and pick among them with the engine's own weighted pick."""
+
+    tails: tuple[bytes, ...]  # reply[2:] per choice
+    answers: tuple[tuple | None, ...]  # gslb_answers_total labels per choice
+    queries: tuple  # gslb_queries_total labels
+    ecs: tuple | None  # gslb_ecs_queries_total labels
+    truncated: tuple[bool, ...]  # per choice
+    prepared: object = None  # gslb.policy.weighted.Prepared to pick with; None: choice 0
+    sticky_key: int = 0
+
+
 @dataclass(slots=True)
 class Options:
     identity: bytes | None = None  # id.server / hostname.bind / NSID; None = refuse
@@ -107,6 +132,7 @@ class Responder:
         self.cache: dict[tuple, Packed | Dynamic] = {}
         self.outcomes: dict[tuple, Packed] = {}
         self.opts: dict[tuple, bytes] = {}
+        self.replays: dict[str, dict] = {"udp": {}, "tcp": {}}
         self.set_config(config)
 
     def set_config(self, config: Config) -> None:
@@ -114,15 +140,24 @@ class Responder:
         self.config = config
         self.cache = {}
         self.outcomes = {}
+        self.replays = {"udp": {}, "tcp": {}}
         settle_heap()
 
     def set_health(self, view: HealthView) -> None:
         self.health = view
+        self.replays = {"udp": {}, "tcp": {}}
 
     # -- the answer path ---------------------------------------------------------------
 
     def handle(self, data: bytes, client: str, transport: str = "udp") -> bytes | None:
         """Answer one message from ``client`` (an IP string). None means stay silent."""
+        replays = self.replays[transport]
+        body = data[2:]
+        replay = replays.get(body)
+        if replay is None:
+            replay = replays.get((client, body))
+        if replay is not None:
+            return self.replay(replay, data, transport)
         try:
             query = parse_query(data)
         except FormatError as exc:
@@ -145,16 +180,69 @@ class Responder:
         if entry is None:
             entry = self.build(key)
         scope = 0
-        if entry.__class__ is Dynamic:
-            entry, scope = self.decide(entry, key, query, client)
+        dynamic = entry if entry.__class__ is Dynamic else None
+        if dynamic is not None:
+            entry, scope = self.decide(dynamic, key, query, client)
         limit = TCP_LIMIT if transport == "tcp" else udp_limit(opt)
-        self.stats.queries[(entry.zone, QTYPE_LABELS.get(query.qtype, "other"),
-                            RCODE_LABELS[entry.rcode], transport)] += 1  # fmt: skip
-        return self.complete(query, data, entry, scope, limit, transport)
+        labels = (entry.zone, QTYPE_LABELS.get(query.qtype, "other"), RCODE_LABELS[entry.rcode],
+                  transport)  # fmt: skip
+        reply = self.complete(query, data, entry, scope, limit)
+        truncated = bool(reply[2] & 0x02)
+        ecs = (opt.ecs.family, scope) if opt is not None and opt.ecs is not None else None
+        self.count(labels, ecs, truncated, transport)
+        if len(replays) >= REPLAY_LIMIT:
+            replays.clear()
+        if dynamic is None:
+            replays[body] = Replay((reply[2:],), (None,), labels, ecs, (truncated,))
+        else:
+            self.remember_dynamic(replays, body, dynamic, key, query, data, client, labels, ecs)
+        return reply
 
-    def complete(
-        self, query: Query, data: bytes, entry: Packed, scope: int, limit: int, transport: str
-    ) -> bytes:
+    def count(self, labels: tuple, ecs: tuple | None, truncated: bool, transport: str) -> None:
+        stats = self.stats
+        stats.queries[labels] += 1
+        if ecs is not None:
+            stats.ecs[ecs] += 1
+        if truncated:
+            stats.truncated[transport] += 1
+
+    def replay(self, replay: Replay, data: bytes, transport: str) -> bytes:
+        index = 0
+        if replay.prepared is not None:
+            index = weighted.pick(replay.prepared, self.engine.rng, replay.sticky_key)[0]
+        answer = replay.answers[index]
+        if answer is not None:
+            self.stats.answers[answer] += 1
+        self.count(replay.queries, replay.ecs, replay.truncated[index], transport)
+        return data[:2] + replay.tails[index]
+
+    def remember_dynamic(
+        self, replays: dict, body: bytes, dynamic: Dynamic, key: tuple, query: Query,
+        data: bytes, client: str, labels: tuple, ecs: tuple | None,
+    ) -> None:  # fmt: skip
+        """One packed reply per choice of the prepared decision, when one pick of one choice
+        is the whole answer (several answers per reply would need every combination)."""
+        opt = query.opt
+        front = self.engine.front(dynamic.record, client_key(client, opt), self.health)
+        if front is None:
+            return
+        prepared = front.prepared
+        if not prepared.choices or (prepared.answers > 1 and len(prepared.choices) > 1):
+            return
+        limit = TCP_LIMIT if labels[3] == "tcp" else udp_limit(opt)
+        tails, answers = [], []
+        for index, choice in enumerate(prepared.choices):
+            values = weighted.values_of(prepared, [index])
+            packed = self.packed_outcome(dynamic, key, values, prepared.ttl)
+            tails.append(self.complete(query, data, packed, front.scope, limit)[2:])
+            answers.append((dynamic.record.fqdn, choice.label, choice.reason))
+        picker = prepared if len(tails) > 1 else None
+        truncated = tuple(bool(tail[0] & 0x02) for tail in tails)
+        replays[(client, body)] = Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
+                                         picker, front.sticky_key)  # fmt: skip
+
+    def complete(self, query: Query, data: bytes, entry: Packed, scope: int, limit: int) -> bytes:
+        """The reply bytes; counts nothing (the caller counts what it sends)."""
         flags = entry.flags | (query.flags & 0x0110)  # RD and CD copied
         question = data[12 : query.question_end]
         opt = b""
@@ -164,7 +252,6 @@ class Responder:
         reply = HEADER.pack(query.id, flags, 1, entry.an, entry.ns, arcount)
         reply += question + entry.tail + opt
         if len(reply) > limit:
-            self.stats.truncated[transport] += 1
             reply = HEADER.pack(query.id, flags | TC, 1, 0, 0, 1 if opt else 0) + question + opt
         return reply
 
@@ -172,8 +259,6 @@ class Responder:
         """Our OPT record; the same few variants recur, so they are built once and kept."""
         opt = query.opt
         ecs = opt.ecs
-        if ecs is not None:
-            self.stats.ecs[(ecs.family, scope)] += 1
         key = (ecs.raw if ecs is not None else None, scope, opt.do, opt.nsid)
         record = self.opts.get(key)
         if record is None:
@@ -269,20 +354,24 @@ class Responder:
         """Ask the policy engine, then reuse the packed reply of an outcome seen before."""
         opt = query.opt
         ecs_opt = opt.ecs if opt is not None and opt.ecs is not None and opt.ecs.source else None
-        client_key = (client, ecs_opt.raw if ecs_opt is not None else None)
+        key_of_client = client_key(client, opt)
         record = entry.record
-        answer = self.engine.answer_cached(record, client_key, self.health)
+        answer = self.engine.answer_cached(record, key_of_client, self.health)
         if answer is None:
-            answer = self.first_answer(record, client, ecs_opt, client_key)
+            answer = self.first_answer(record, client, ecs_opt, key_of_client)
         self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
-        out_key = (key, answer.values, answer.ttl)
+        return self.packed_outcome(entry, key, answer.values, answer.ttl), answer.scope
+
+    def packed_outcome(self, entry: Dynamic, key: tuple, values: tuple, ttl: int) -> Packed:
+        """The packed reply of one outcome, packed with dnslib once and kept."""
+        out_key = (key, values, ttl)
         packed = self.outcomes.get(out_key)
         if packed is None:
-            packed = self.pack_outcome(entry, key, answer)
+            packed = self.pack_outcome(entry, key, Outcome(values, ttl))
             if len(self.outcomes) >= CACHE_LIMIT:
                 self.outcomes.clear()
             self.outcomes[out_key] = packed
-        return packed, answer.scope
+        return packed
 
     def first_answer(self, record: DynamicRecord, client: str, ecs_opt, client_key: tuple):
         """A client (or health view) not seen before: build addresses, run the full chain."""
@@ -306,6 +395,14 @@ class Responder:
         # A chain into another dynamic record stops there: the resolver asks for it.
         result = self.chase(entry.zone, qname, qtype, result) or unchased
         return pack(qname, qtype, qclass, result, entry.zone.fqdn)
+
+
+def client_key(client: str, opt) -> tuple:
+    """Everything of a query a GSLB decision may depend on: the resolver and the ECS bytes
+    (a source prefix of 0 means "use the resolver", RFC 7871)."""
+    if opt is not None and opt.ecs is not None and opt.ecs.source:
+        return (client, opt.ecs.raw)
+    return (client, None)
 
 
 def settle_heap() -> None:

@@ -108,6 +108,14 @@ class Engine:
 
     # -- hot path ----------------------------------------------------------------------------
 
+    def front(self, record: DynamicRecord, client_key: Any, health: HealthView) -> Front | None:
+        """The prepared decision for a client seen before under this health view, else None:
+        what the responder needs to replay one packed reply per choice."""
+        if health is not self._health or health.version != self._version:
+            return None
+        front = self._front.get((id(record), client_key))
+        return front if front is not None and front.record is record else None
+
     def answer_cached(self, record: DynamicRecord, client_key: Any, health: HealthView):
         """The answer for a client seen before under the same health view, else None.
 
