@@ -109,3 +109,24 @@ def wait_until(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "
         if time.monotonic() > deadline:
             pytest.fail(f"timed out after {timeout} s waiting for {what or predicate}")
         time.sleep(0.02)
+
+
+def read_message(sock) -> bytes | None:
+    """One length-prefixed DNS message from a TCP socket, or None when the server closed it."""
+    head = read_exactly(sock, 2)
+    if head is None:
+        return None
+    return read_exactly(sock, int.from_bytes(head, "big"))
+
+
+def read_exactly(sock, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        try:
+            chunk = sock.recv(size - len(data))
+        except ConnectionResetError:
+            return None
+        if not chunk:
+            return None
+        data += chunk
+    return data

@@ -25,7 +25,7 @@ from gslb.dns.wire import FormatError, parse_query, udp_limit
 from gslb.geo import GeoDB
 from gslb.policy.chain import Engine
 from tests.conftest import core_zone_text, write_zone
-from tests.server import ServerThread
+from tests.server import ServerThread, read_message
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -376,11 +376,11 @@ class Client:
         """None when the server hung up instead of answering (then no probe reply either)."""
         with socket.create_connection(("127.0.0.1", self.port), timeout=3) as sock:
             sock.sendall(frame(data) + frame(probe))
-            first = read_frame(sock)
+            first = read_message(sock)
             if first is None:
                 return None
             assert first[:2] != probe[:2], "the fuzz message was skipped"
-            assert_probe_answered(read_frame(sock))
+            assert_probe_answered(read_message(sock))
             return first
 
 
@@ -391,24 +391,6 @@ def assert_probe_answered(raw: bytes | None) -> None:
 
 def frame(wire: bytes) -> bytes:
     return struct.pack("!H", len(wire)) + wire
-
-
-def read_frame(sock: socket.socket) -> bytes | None:
-    head = read_exactly(sock, 2)
-    return None if head is None else read_exactly(sock, struct.unpack("!H", head)[0])
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        try:
-            chunk = sock.recv(size - len(data))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 @pytest.fixture(scope="module")

@@ -25,7 +25,7 @@ import pytest
 
 from gslb.dns.server import TcpLimits
 from tests.conftest import core_zone_text, write_zone
-from tests.server import ServerThread, wait_until
+from tests.server import ServerThread, read_message, wait_until
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -71,27 +71,6 @@ def ask(
     message = dns.message.from_wire(reply)
     assert message.id == query.id
     return message
-
-
-def read_message(sock: socket.socket) -> bytes | None:
-    """One length-prefixed message, or None when the server closed the connection."""
-    head = read_exactly(sock, 2)
-    if head is None:
-        return None
-    return read_exactly(sock, struct.unpack("!H", head)[0])
-
-
-def read_exactly(sock: socket.socket, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        try:
-            chunk = sock.recv(size - len(data))
-        except ConnectionResetError:
-            return None
-        if not chunk:
-            return None
-        data += chunk
-    return data
 
 
 def is_closed(sock: socket.socket, wait: float = 0.0) -> bool:
