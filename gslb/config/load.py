@@ -219,7 +219,7 @@ class ZoneBuilder:
                 self.error(where, f"{label}: {exc}")
                 ok = False
                 continue
-            packed = rdata_bytes(rdata)
+            packed = rdata_bytes(rdata) if len(items) > 1 else b""  # one value: no twin
             if packed in seen:
                 self.error(where, f"{label}: duplicate value {item!r}")
                 ok = False
