@@ -52,6 +52,8 @@ class Settings:
     rrl: RrlConfig = field(default_factory=RrlConfig)  # UDP response rate limiting; off
     user: str | None = None  # drop to this user once every socket is bound
     udp_batch: bool = True  # recvmmsg/sendmmsg (gslb.dns.udpbatch); False: asyncio transport
+    log_format: str = "plain"
+    log_level: str = "info"
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -86,6 +88,8 @@ class Settings:
             ),
             user=args.user,
             udp_batch=args.udp_batch,
+            log_format=args.log_format,
+            log_level=args.log_level,
         )
 
 
@@ -202,7 +206,10 @@ class App:
         spec = WorkerSpec(0, endpoints, str(self.settings.geoip), self.settings.identity,
                           self.settings.version_string, self.settings.tcp,
                           rrl=self.settings.rrl, user=self.settings.user,
-                          udp_batch=self.settings.udp_batch)  # fmt: skip
+                          udp_batch=self.settings.udp_batch,
+                          query_log_sample=self.settings.query_log_sample,
+                          log_format=self.settings.log_format,
+                          log_level=self.settings.log_level)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
             await self.pool.start(spec, self.config, self.prober.view)

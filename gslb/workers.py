@@ -40,6 +40,9 @@ class WorkerSpec:
     rrl: object = None  # gslb.dns.rrl.RrlConfig; None: off
     user: str | None = None  # drop to this user after binding (gslb.privileges)
     udp_batch: bool = True
+    query_log_sample: int = 0  # log one query in N (gslb.metrics.install_query_log)
+    log_format: str = "plain"  # a spawned worker starts with no logging set up
+    log_level: str = "info"
 
 
 def health_message(view: HealthView) -> tuple:
@@ -177,6 +180,9 @@ class WorkerPool:
 def worker_main(commands: Connection, replies: Connection, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    from gslb.app import setup_logging
+
+    setup_logging(spec.log_format, spec.log_level)
     try:
         import uvloop
 
@@ -195,6 +201,7 @@ class WorkerProcess:
         from gslb.dns.responder import Options, Responder
         from gslb.dns.server import DnsServer
         from gslb.geo import GeoDB
+        from gslb.metrics import install_query_log
         from gslb.policy.chain import Engine
         from gslb.privileges import drop_privileges
 
@@ -205,6 +212,7 @@ class WorkerProcess:
             engine = Engine(geo)
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
+            install_query_log(self.responder, self.spec.query_log_sample)
             self.apply(self.commands.recv())
             server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl,
                                batched=self.spec.udp_batch)  # fmt: skip

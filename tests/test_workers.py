@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
+import threading
 import time
 import urllib.request
 
 import dns.message
+import dns.query
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.conftest import ZONE_HEAD, write_zone
-from tests.server import ServerThread
+from tests.server import ServerThread, wait_until
 
 ZONE = (
     ZONE_HEAD
@@ -113,3 +117,25 @@ def test_large_config_reaches_uvloop_workers_at_start_and_reload(tmp_path, geo_d
         assert result.ok, result.errors
         replies = [answers(ask(server, "r10000.example.com")) for _ in range(20)]
         assert all(r == {"192.0.2.2"} for r in replies), "every worker got the new config"
+
+
+def test_sampled_query_log_comes_from_the_workers(tmp_path, geo_db):
+    """With workers, queries are answered in other processes: they must log them."""
+    write_zone(tmp_path / "zones", "example.com", ZONE_HEAD)
+    command = [sys.executable, "-m", "gslb", "serve", "--zones", str(tmp_path / "zones"),
+               "--geoip", str(geo_db), "--dns", "127.0.0.1:0", "--http", "127.0.0.1:0",
+               "--workers", "2", "--watch-interval", "0", "--query-log-sample", "1",
+               "--allow-root"]  # fmt: skip
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(process.stderr), daemon=True).start()
+    try:
+        ready = wait_until(lambda: [x for x in lines if "listening for DNS" in x], 30, "start")
+        port = int(ready[0].rsplit("port ", 1)[1].split()[0])
+        query = dns.message.make_query("ns1.example.com", "A")
+        dns.query.udp(query, "127.0.0.1", port=port, timeout=5)
+        logged = wait_until(lambda: [x for x in lines if "gslb.query" in x], 10, "query log")
+        assert "name=ns1.example.com." in logged[0] and "rcode=NOERROR" in logged[0]
+    finally:
+        process.terminate()
+        process.wait(10)
