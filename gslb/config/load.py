@@ -6,9 +6,11 @@ record and field, so ``gslb check`` and a failed reload show everything an opera
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,27 @@ def zone_files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.iterdir() if p.suffix in ZONE_SUFFIXES and p.is_file())
 
 
+@contextmanager
+def gc_paused() -> Iterator[None]:
+    """Loading creates millions of objects and no garbage cycles; the collector's repeated
+    full passes over that growing heap took 60 % of loading 100,000 records (7.6 s -> 3.0 s
+    for the YAML alone without them)."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def load_config(directory: str | Path) -> tuple[Config | None, list[str]]:
     """Load every ``<zone>.yaml`` in ``directory``; on any error return (None, reasons)."""
-    directory = Path(directory)
+    with gc_paused():
+        return _load_config(Path(directory))
+
+
+def _load_config(directory: Path) -> tuple[Config | None, list[str]]:
     errors: list[str] = []
     if not directory.is_dir():
         return None, [f"{directory}: not a directory"]
