@@ -13,13 +13,14 @@ import itertools
 import logging
 import multiprocessing
 import os
+import pickle
 import signal
 import threading
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 from types import MappingProxyType
 
-from gslb.config.load import Config
+from gslb.config.load import Config, gc_paused
 from gslb.health.view import HealthView
 
 log = logging.getLogger("gslb.workers")
@@ -43,6 +44,16 @@ class WorkerSpec:
     query_log_sample: int = 0  # log one query in N (gslb.metrics.install_query_log)
     log_format: str = "plain"  # a spawned worker starts with no logging set up
     log_level: str = "info"
+
+
+def pickle_config(config: Config) -> bytes:
+    """Pickled once for all workers (100k records: seconds of work, not to be done N times)."""
+    return pickle.dumps(config, protocol=pickle.HIGHEST_PROTOCOL)
+
+
+def unpickle_config(blob: bytes) -> Config:
+    with gc_paused():  # millions of new objects, no garbage: see gslb.config.load
+        return pickle.loads(blob)
 
 
 def health_message(view: HealthView) -> tuple:
@@ -85,6 +96,7 @@ class WorkerPool:
     async def start(self, spec: WorkerSpec, config: Config, view: HealthView) -> None:
         context = multiprocessing.get_context("spawn")
         self.loop = asyncio.get_running_loop()
+        blob = await asyncio.to_thread(pickle_config, config)
         for index in range(self.count):
             commands_in, commands_out = context.Pipe(duplex=False)
             replies_in, replies_out = context.Pipe(duplex=False)
@@ -100,7 +112,7 @@ class WorkerPool:
             worker = Worker(process, commands_out, replies_in, index)
             self.workers.append(worker)
             threading.Thread(target=self.read_replies, args=(worker,), daemon=True).start()
-            await asyncio.to_thread(worker.send, ("config", config))
+            await asyncio.to_thread(worker.send, ("config", blob))
             worker.send(health_message(view))
         for _ in range(self.count):
             message = await asyncio.wait_for(self.ready.get(), START_TIMEOUT)
@@ -141,9 +153,10 @@ class WorkerPool:
         """Send to every worker and wait until each serves it, so a finished reload means
         every answer comes from the new zones. Pickling takes a while: off the event loop."""
         futures = []
+        blob = await asyncio.to_thread(pickle_config, config)
         for worker in self.workers:
             request, future = self.request(worker)
-            if await asyncio.to_thread(worker.send, ("config", config, request)):
+            if await asyncio.to_thread(worker.send, ("config", blob, request)):
                 futures.append(future)
         if futures:
             await asyncio.wait(futures, timeout=START_TIMEOUT)
@@ -206,7 +219,7 @@ class WorkerProcess:
         from gslb.privileges import drop_privileges
 
         message = self.commands.recv()
-        config: Config = message[1]
+        config = unpickle_config(message[1])
         try:
             geo = GeoDB.open(self.spec.geoip)
             engine = Engine(geo)
@@ -236,7 +249,7 @@ class WorkerProcess:
         if kind == "health":
             self.responder.set_health(HealthView(message[1], MappingProxyType(message[2])))
         elif kind == "config":
-            self.responder.set_config(message[1])
+            self.responder.set_config(unpickle_config(message[1]))
             if len(message) > 2:
                 self.replies.send(("applied", message[2]))
         elif kind == "stats":
