@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from gslb.config.load import Config, load_config
+from gslb.config.load import Config, keep_serials_increasing, load_config
 from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
@@ -250,6 +250,8 @@ class App:
                 for line in errors:
                     log.error("reload failed: %s", line)
             else:
+                for note in keep_serials_increasing(self.config, config):
+                    log.warning("reload: %s", note)
                 await self.prober.update(config.checks)
                 self.config = config
                 self.responder.set_config(config)

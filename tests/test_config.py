@@ -173,3 +173,10 @@ def test_version_names_geoip_attribution():
     result = run_cli("--version")
     assert result.returncode == 0
     assert "gslb 0.1.0" in result.stdout and "DB-IP" in result.stdout
+
+
+def test_serial_arithmetic_wraps_per_rfc1982():
+    from gslb.config.load import serial_after
+
+    assert serial_after(2, 1) and not serial_after(1, 2) and not serial_after(5, 5)
+    assert serial_after(1, 2**32 - 1), "the serial may wrap around"

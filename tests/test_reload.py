@@ -199,3 +199,27 @@ async def test_watcher_task_runs_and_stops(counting_watcher, tmp_path):
 def test_zero_interval_disables_the_watcher(zones, geo_db):
     with ServerThread(zones, geo_db, watch_interval=0) as server:
         assert server.app.watcher is None
+
+
+def soa_serial(server: ServerThread) -> int:
+    reply = server.udp(dns.message.make_query("example.com", "SOA"))
+    return reply.answer[0][0].serial
+
+
+def test_reload_always_moves_the_serial_forward(tmp_path, geo_db):
+    """An operator-set serial is served when it increases; an edit that forgot to bump it
+    still gets a new serial (previous + 1), because every reload must change it."""
+    soa = (
+        "'':\n  - type: SOA\n    value: {mname: ns1.example.com., rname: h.example.com., "
+        "serial: SERIAL, refresh: 7200, retry: 3600, expire: 1209600, minimum: 300}\n"
+        "  - type: NS\n    value: ns1.example.com.\n"
+    )
+    write_zone(tmp_path, "example.com", soa.replace("SERIAL", "2026010100"))
+    with ServerThread(tmp_path, geo_db) as server:
+        assert soa_serial(server) == 2026010100
+        write_zone(tmp_path, "example.com", soa.replace("SERIAL", "2026010100") + "# edit\n")
+        assert server.call(server.app.reload()).ok
+        assert soa_serial(server) == 2026010101, "not bumped in the file: previous + 1"
+        write_zone(tmp_path, "example.com", soa.replace("SERIAL", "2026020100"))
+        assert server.call(server.app.reload()).ok
+        assert soa_serial(server) == 2026020100, "bumped in the file: served as written"

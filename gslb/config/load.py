@@ -338,6 +338,32 @@ class ZoneBuilder:
         return soa
 
 
+def serial_after(new: int, old: int) -> bool:
+    """RFC 1982 serial number arithmetic: is ``new`` later than ``old``?"""
+    return 0 < (new - old) % 2**32 < 2**31
+
+
+def keep_serials_increasing(old: Config, new: Config) -> list[str]:
+    """Every reload must change every zone's serial (secondaries and caches key on it). A
+    serial set in a file is kept when it moved forward; otherwise the previous one plus 1 is
+    served instead, and the returned notes say so."""
+    notes = []
+    for origin, zone in new.zones.items():
+        previous = old.zones.get(origin)
+        if previous is None or serial_after(zone.serial, previous.serial):
+            continue
+        soa = zone.soa.rdatas[0]
+        serial = (previous.serial + 1) % 2**32
+        rdata = SOARD(soa.mname, soa.rname, (serial, *soa.times[1:]))
+        zone.soa = RRset(zone.soa.name, zone.soa.rtype, zone.soa.ttl, (rdata,))
+        zone.nodes[origin].rrsets[model.SOA] = zone.soa
+        notes.append(
+            f"{zone.source}: SOA serial {soa.times[0]} does not follow {previous.serial}; "
+            f"serving {serial}"
+        )
+    return notes
+
+
 def rdata_bytes(rdata: Any) -> bytes:
     """Uncompressed rdata bytes, used to find duplicate values."""
     buffer = DNSBuffer()
