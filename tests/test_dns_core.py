@@ -364,3 +364,22 @@ def test_static_answer_echoes_ecs_with_scope_zero(core_server):
     echoed = [o for o in reply.options if o.otype == dns.edns.ECS]
     assert len(echoed) == 1
     assert (echoed[0].address, echoed[0].srclen, echoed[0].scopelen) == ("81.2.69.0", 24, 0)
+
+
+def test_chaos_and_nsid_answered_when_configured(tmp_path, geo_db):
+    from tests.conftest import ZONE_HEAD, write_zone
+    from tests.server import ServerThread
+
+    write_zone(tmp_path, "example.com", ZONE_HEAD)
+    overrides = {"identity": b"ns-fra-1", "version_string": "gslb test"}
+    with ServerThread(tmp_path, geo_db, **overrides) as server:
+        for name, text in (("version.bind", b"gslb test"), ("id.server", b"ns-fra-1")):
+            reply = server.udp(dns.message.make_query(name, "TXT", rdclass="CH"))
+            assert reply.rcode() == dns.rcode.NOERROR
+            assert reply.answer[0][0].strings == (text,)
+        query = dns.message.make_query(
+            "ns1.example.com", "A", use_edns=0, options=[dns.edns.NSIDOption(b"")]
+        )
+        reply = server.udp(query)
+        nsid = [o for o in reply.options if o.otype == dns.edns.NSID]
+        assert nsid and nsid[0].nsid == b"ns-fra-1"
