@@ -37,9 +37,10 @@ class Stats:
     latency_buckets: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
 
-    def observe_latency(self, seconds: float) -> None:
-        self.latency_sum += seconds
-        self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += 1
+    def observe_latency(self, seconds: float, count: int = 1) -> None:
+        """``count`` queries that each took ``seconds`` (a batch shares its average)."""
+        self.latency_sum += seconds * count
+        self.latency_buckets[bisect_left(LATENCY_BUCKETS, seconds)] += count
 
     def snapshot(self) -> dict:
         """A picklable copy, for summing across worker processes."""

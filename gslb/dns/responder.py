@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+from bisect import bisect_right
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Protocol
@@ -107,8 +108,8 @@ class Replay:
     queries: tuple  # gslb_queries_total labels
     ecs: tuple | None  # gslb_ecs_queries_total labels
     truncated: tuple[bool, ...]  # per choice
-    prepared: object = None  # gslb.policy.weighted.Prepared to pick with; None: choice 0
-    sticky_key: int = 0
+    cumulative: tuple[int, ...] = ()  # weights to pick a choice with; empty: choice 0
+    total: int = 0
 
 
 @dataclass(slots=True)
@@ -208,8 +209,9 @@ class Responder:
 
     def replay(self, replay: Replay, data: bytes, transport: str) -> bytes:
         index = 0
-        if replay.prepared is not None:
-            index = weighted.pick(replay.prepared, self.engine.rng, replay.sticky_key)[0]
+        if replay.cumulative:  # the same draw as gslb.policy.weighted.pick for one answer
+            index = bisect_right(replay.cumulative, self.engine.rng.random() * replay.total)
+            index = min(index, len(replay.tails) - 1)
         answer = replay.answers[index]
         if answer is not None:
             self.stats.answers[answer] += 1
@@ -230,16 +232,22 @@ class Responder:
         if not prepared.choices or (prepared.answers > 1 and len(prepared.choices) > 1):
             return
         limit = TCP_LIMIT if labels[3] == "tcp" else udp_limit(opt)
+        random_pick = prepared.weighted and not prepared.sticky and len(prepared.choices) > 1
+        if random_pick:
+            indices = range(len(prepared.choices))
+        else:  # sticky, single or unweighted: this client's pick never changes
+            indices = weighted.pick(prepared, self.engine.rng, front.sticky_key)[:1]
         tails, answers = [], []
-        for index, choice in enumerate(prepared.choices):
+        for index in indices:
+            choice = prepared.choices[index]
             values = weighted.values_of(prepared, [index])
             packed = self.packed_outcome(dynamic, key, values, prepared.ttl)
             tails.append(self.complete(query, data, packed, front.scope, limit)[2:])
             answers.append((dynamic.record.fqdn, choice.label, choice.reason))
-        picker = prepared if len(tails) > 1 else None
         truncated = tuple(bool(tail[0] & 0x02) for tail in tails)
+        cumulative = prepared.cumulative if random_pick else ()
         replays[(client, body)] = Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
-                                         picker, front.sticky_key)  # fmt: skip
+                                         cumulative, prepared.total)  # fmt: skip
 
     def complete(self, query: Query, data: bytes, entry: Packed, scope: int, limit: int) -> bytes:
         """The reply bytes; counts nothing (the caller counts what it sends)."""

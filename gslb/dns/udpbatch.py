@@ -92,10 +92,17 @@ class BatchedUdp:
             )
         self.send_iov = (Iovec * BATCH)()
         self.send = (Mmsghdr * BATCH)()
+        self.recv_address = ctypes.addressof(self.recv)
+        self.send_address = ctypes.addressof(self.send)
         for i in range(BATCH):
             self.send[i].msg_hdr.msg_iov = ctypes.pointer(self.send_iov[i])
             self.send[i].msg_hdr.msg_iovlen = 1
         self.clients: dict[bytes, str] = {}
+        # ctypes makes a new wrapper object on every element or field access: keep them.
+        self.recv_items = [self.recv[i] for i in range(BATCH)]
+        self.recv_headers = [item.msg_hdr for item in self.recv_items]
+        self.send_headers = [self.send[i].msg_hdr for i in range(BATCH)]
+        self.send_iovs = [self.send_iov[i] for i in range(BATCH)]
 
     def on_readable(self) -> None:
         """Drain what the socket holds, a batch at a time (bounded, then yield to the loop)."""
@@ -104,24 +111,24 @@ class BatchedUdp:
                 return
 
     def batch(self) -> int:
-        recv = self.recv
-        for i in range(BATCH):
-            recv[i].msg_hdr.msg_namelen = NAME
-        count = LIBC.recvmmsg(self.fd, ctypes.addressof(recv), BATCH, MSG_DONTWAIT, None)
+        for header in self.recv_headers:
+            header.msg_namelen = NAME
+        count = LIBC.recvmmsg(self.fd, self.recv_address, BATCH, MSG_DONTWAIT, None)
         if count <= 0:
             if count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
                 log.debug("recvmmsg: %s", errno.errorcode.get(ctypes.get_errno()))
             return 0
         started = time.perf_counter()
         replies: list[bytes] = []
-        send, send_iov = self.send, self.send_iov
+        string_at, clients = ctypes.string_at, self.clients
         for i in range(count):
-            header = recv[i].msg_hdr
+            header = self.recv_headers[i]
             if header.msg_flags & MSG_TRUNC:
                 continue  # longer than any query: not answered
-            data = ctypes.string_at(self.buffer_at[i], recv[i].msg_len)
-            name = ctypes.string_at(self.name_at[i], header.msg_namelen)
-            client = self.clients.get(name)
+            namelen = header.msg_namelen
+            data = string_at(self.buffer_at[i], self.recv_items[i].msg_len)
+            name = string_at(self.name_at[i], namelen)
+            client = clients.get(name)
             if client is None:
                 client = self.client_of(name)
             try:
@@ -133,20 +140,20 @@ class BatchedUdp:
                 continue
             slot = len(replies)
             replies.append(reply)
-            send_iov[slot].iov_base = ctypes.cast(reply, ctypes.c_void_p)
-            send_iov[slot].iov_len = len(reply)
-            send[slot].msg_hdr.msg_name = self.name_at[i]
-            send[slot].msg_hdr.msg_namelen = header.msg_namelen
+            iov = self.send_iovs[slot]
+            iov.iov_base = ctypes.cast(reply, ctypes.c_void_p)
+            iov.iov_len = len(reply)
+            out = self.send_headers[slot]
+            out.msg_name = self.name_at[i]
+            out.msg_namelen = namelen
         if replies:
             self.flush(len(replies))
-        elapsed = (time.perf_counter() - started) / count
-        for _ in range(count):
-            self.on_latency(elapsed)
+        self.on_latency((time.perf_counter() - started) / count, count)
         del replies  # the bytes whose buffers the send vector pointed at
         return count
 
     def flush(self, count: int) -> None:
-        sent = LIBC.sendmmsg(self.fd, ctypes.addressof(self.send), count, MSG_DONTWAIT)
+        sent = LIBC.sendmmsg(self.fd, self.send_address, count, MSG_DONTWAIT)
         if sent < 0:
             sent = 0
         if sent < count:  # socket buffer full: like a lost datagram, the client retries
