@@ -103,6 +103,7 @@ class BatchedUdp:
         self.recv_headers = [item.msg_hdr for item in self.recv_items]
         self.send_headers = [self.send[i].msg_hdr for i in range(BATCH)]
         self.send_iovs = [self.send_iov[i] for i in range(BATCH)]
+        self.used = BATCH  # headers whose msg_namelen the kernel may have changed
 
     def on_readable(self) -> None:
         """Drain what the socket holds, a batch at a time (bounded, then yield to the loop)."""
@@ -111,9 +112,10 @@ class BatchedUdp:
                 return
 
     def batch(self) -> int:
-        for header in self.recv_headers:
+        for header in self.recv_headers[: self.used]:  # only what the last call overwrote
             header.msg_namelen = NAME
         count = LIBC.recvmmsg(self.fd, self.recv_address, BATCH, MSG_DONTWAIT, None)
+        self.used = max(count, 0)
         if count <= 0:
             if count < 0 and ctypes.get_errno() not in (errno.EAGAIN, errno.EINTR):
                 log.debug("recvmmsg: %s", errno.errorcode.get(ctypes.get_errno()))
