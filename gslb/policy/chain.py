@@ -98,7 +98,7 @@ class Engine:
         self.rng = rng if rng is not None else random.Random()
         self.cache_size = cache_size
         self._compiled: dict[int, Compiled] = {}
-        self._cache: dict[tuple[int, int, int], Prepared] = {}
+        self._cache: dict[tuple[int, int, Any], Prepared] = {}
         # (id(record), client key) -> Front: a repeat client skips matching entirely.
         self._front: dict[tuple[int, Any], Front] = {}
         self._health: HealthView | None = None
@@ -148,7 +148,10 @@ class Engine:
             self._front.clear()
             self._health, self._version = health, health.version
         location = match.location
-        key = (id(comp), match.index, id(location) if comp.proximity else 0)
+        # Proximity reads only the client's coordinates: key on them, not on the network, so
+        # the thousands of networks that share a point (a country hub) share one decision.
+        where = (location.lat, location.lon) if comp.proximity and location is not None else 0
+        key = (id(comp), match.index, where)
         prepared = self._cache.get(key)
         if prepared is None:
             self.misses += 1
@@ -156,7 +159,7 @@ class Engine:
                 self._cache.clear()
             client = Client(address, source, location, match.located)
             prepared = self.run(comp, client, match, health, NULL_TRACE)
-            prepared.pins = (comp, location)  # their id()s are in the key: keep them alive
+            prepared.pins = (comp,)  # its id() is in the key: keep it alive
             self._cache[key] = prepared
         else:
             self.hits += 1
