@@ -225,7 +225,7 @@ class Responder:
         """One packed reply per choice of the prepared decision, when one pick of one choice
         is the whole answer (several answers per reply would need every combination)."""
         opt = query.opt
-        front = self.engine.front(dynamic.record, client_key(client, opt), self.health)
+        front = self.engine.front(dynamic.record, client_key(client, used_ecs(opt)), self.health)
         if front is None:
             return
         prepared = front.prepared
@@ -361,8 +361,8 @@ class Responder:
     def decide(self, entry: Dynamic, key: tuple, query: Query, client: str) -> tuple[Packed, int]:
         """Ask the policy engine, then reuse the packed reply of an outcome seen before."""
         opt = query.opt
-        ecs_opt = opt.ecs if opt is not None and opt.ecs is not None and opt.ecs.source else None
-        key_of_client = client_key(client, opt)
+        ecs_opt = used_ecs(opt)
+        key_of_client = client_key(client, ecs_opt)
         record = entry.record
         answer = self.engine.answer_cached(record, key_of_client, self.health)
         if answer is None:
@@ -405,12 +405,16 @@ class Responder:
         return pack(qname, qtype, qclass, result, entry.zone.fqdn)
 
 
-def client_key(client: str, opt) -> tuple:
-    """Everything of a query a GSLB decision may depend on: the resolver and the ECS bytes
-    (a source prefix of 0 means "use the resolver", RFC 7871)."""
+def used_ecs(opt):
+    """The query's Client Subnet option, unless absent or /0 ("use the resolver", RFC 7871)."""
     if opt is not None and opt.ecs is not None and opt.ecs.source:
-        return (client, opt.ecs.raw)
-    return (client, None)
+        return opt.ecs
+    return None
+
+
+def client_key(client: str, ecs) -> tuple:
+    """Everything of a query a GSLB decision may depend on: the resolver and the ECS bytes."""
+    return (client, None if ecs is None else ecs.raw)
 
 
 def settle_heap() -> None:

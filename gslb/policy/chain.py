@@ -122,10 +122,8 @@ class Engine:
         ``client_key`` must identify every input of the decision that comes from the query:
         the responder uses (resolver address text, raw ECS option payload or None).
         """
-        if health is not self._health or health.version != self._version:
-            return None
-        front = self._front.get((id(record), client_key))
-        if front is None or front.record is not record:
+        front = self.front(record, client_key, health)
+        if front is None:
             return None
         self.hits += 1
         return self.pick(front.prepared, front.scope, front.sticky_key)
