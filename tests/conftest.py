@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.edges import EdgeThread
 from tests.geodb import WORLD, write_test_db
 from tests.server import ServerThread
 
@@ -116,3 +117,11 @@ def core_server(tmp_path_factory, geo_db):
     write_zone(zones, "sub2.example.com", "'':\n  type: NS\n  value: ns1.example.com.\n")
     with ServerThread(zones, geo_db) as server:
         yield server
+
+
+@pytest.fixture(scope="module")
+def edge_thread():
+    """A controllable local HTTP edge on its own loop thread (tests.edges.EdgeThread)."""
+    edge = EdgeThread()
+    yield edge
+    edge.stop()

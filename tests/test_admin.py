@@ -12,7 +12,6 @@ import pytest
 
 from tests.server import ServerThread
 from tests.test_web import (
-    EdgeThread,
     answers,
     check_key,
     checked_zone,
@@ -28,16 +27,9 @@ BROKEN = "bad:\n  type: A\n  value: not-an-address\n  ttl: -5\n"
 
 
 @pytest.fixture(scope="module")
-def edge():
-    edge = EdgeThread()
-    yield edge
-    edge.stop()
-
-
-@pytest.fixture(scope="module")
-def zones(tmp_path_factory, edge):
+def zones(tmp_path_factory, edge_thread):
     zones = tmp_path_factory.mktemp("zones")
-    checked_zone(zones, edge.edge.port)
+    checked_zone(zones, edge_thread.edge.port)
     return zones
 
 
@@ -109,7 +101,7 @@ def test_token_from_env_or_admin_disabled_with_howto(monkeypatch, zones, geo_db,
 # -- reload -----------------------------------------------------------------------------------
 
 
-def test_failed_reload_is_422_with_every_reason(server, zones, edge):
+def test_failed_reload_is_422_with_every_reason(server, zones, edge_thread):
     path = zones / "example.com.yaml"
     good = path.read_text()
     path.write_text(good + BROKEN)

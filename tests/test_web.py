@@ -20,7 +20,6 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from gslb import __version__
 from tests.conftest import write_zone
-from tests.edges import EdgeThread
 from tests.server import ServerThread, wait_until
 
 pytestmark = pytest.mark.timeout(30)
@@ -134,16 +133,9 @@ def check_key(server: ServerThread) -> str:
 
 
 @pytest.fixture(scope="module")
-def edge():
-    edge = EdgeThread()
-    yield edge
-    edge.stop()
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory, geo_db, edge):
+def server(tmp_path_factory, geo_db, edge_thread):
     zones = tmp_path_factory.mktemp("zones")
-    checked_zone(zones, edge.edge.port)
+    checked_zone(zones, edge_thread.edge.port)
     with ServerThread(zones, geo_db) as server:
         yield server
 
@@ -194,10 +186,10 @@ def test_status_describes_zones_config_health_and_version(server):
     assert set(status["health"]["checks"]) == set(config.checks)
 
 
-def test_status_shows_target_going_down_with_reason_and_back(server, edge):
+def test_status_shows_target_going_down_with_reason_and_back(server, edge_thread):
     key = check_key(server)
     before = scrape(server)
-    edge.switch("status", 503)
+    edge_thread.switch("status", 503)
 
     def down() -> dict | None:
         state = http(server, "/status").json()["health"]["checks"][key]
@@ -217,7 +209,7 @@ def test_status_shows_target_going_down_with_reason_and_back(server, edge):
     assert delta == 1
     assert metric(after, "gslb_probe_results_total", check=key, outcome="status") >= 1
 
-    edge.switch("healthy")
+    edge_thread.switch("healthy")
     wait_until(lambda: metric(scrape(server), "gslb_target_up", check=key) == 1, what="up again")
     samples = scrape(server)
     assert metric(samples, "gslb_health_transitions_total", check=key, to="up") >= 1
