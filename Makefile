@@ -13,15 +13,40 @@ ROOT_FLAG := $(if $(filter 0,$(shell id -u)),--allow-root)
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 
-$(VENV)/.installed: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e .
+# Installs come from the hashed lock (requirements/*.txt, made by `make lock`): a fresh clone
+# gets exactly the versions CI tested. gslb itself is then added without dependencies.
+PIP_LOCKED := $(BIN)/python -m pip install --quiet --require-hashes --no-deps
+PIP_SELF := $(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
+
+$(VENV)/.installed: requirements/run.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/run.txt
+	$(PIP_SELF)
 	touch $@
 
-$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+$(VENV)/.installed-test: requirements/dev.txt pyproject.toml | $(BIN)/python
+	$(PIP_LOCKED) -r requirements/dev.txt
+	$(PIP_SELF)
 	touch $@ $(VENV)/.installed
+
+# Refresh the lock from pyproject.toml's ranges (and requirements/build.in) with uv, itself
+# pinned; commit the result. dev.txt = runtime + test; run.txt = runtime, same versions.
+UV_VERSION := 0.13.9
+TOOLS := .venv-tools
+UV_COMPILE := $(TOOLS)/bin/uv pip compile pyproject.toml requirements/build.in --universal \
+	--python-version 3.11 --generate-hashes --quiet --custom-compile-command "make lock"
+.PHONY: lock test-latest
+lock:
+	test -x $(TOOLS)/bin/uv || ($(PYTHON) -m venv $(TOOLS) && $(TOOLS)/bin/pip install --quiet uv==$(UV_VERSION))
+	$(UV_COMPILE) --extra test --upgrade -o requirements/dev.txt
+	$(UV_COMPILE) -c requirements/dev.txt -o requirements/run.txt
+
+# The suite against the newest releases pyproject.toml allows, in a separate venv: drift in a
+# dependency shows here before a `make lock` takes it in.
+test-latest:
+	rm -rf .venv-latest && $(PYTHON) -m venv .venv-latest
+	.venv-latest/bin/pip install --quiet --upgrade -e '.[test]'
+	.venv-latest/bin/python -m pytest -q -p no:cacheprovider
 
 run: $(VENV)/.installed
 	$(BIN)/gslb serve --zones $(ZONES) --dns $(DNS) --http $(HTTP) $(ROOT_FLAG)
@@ -53,7 +78,7 @@ soak: $(VENV)/.installed-test
 	SOAK_SECONDS=$(SOAK_SECONDS) $(BIN)/python bench/soak.py
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .venv-tools .venv-latest .pytest_cache .ruff_cache .hypothesis
 
 # Throughput and latency with dnsperf (installed from Debian when missing), BENCH_SECONDS per
 # scenario (default 15), then the 100,000-record scale check. Figures: bench/results/.
