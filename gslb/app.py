@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import logging
 import os
 import signal
@@ -20,6 +19,8 @@ from gslb.config.load import Config, keep_serials_increasing, load_config
 from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
+from gslb.fleet.node import FleetNode
+from gslb.fleet.overrides import OverrideBook
 from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
 from gslb.health.state import Transition
@@ -54,6 +55,7 @@ class Settings:
     udp_batch: bool = True  # recvmmsg/sendmmsg (gslb.dns.udpbatch); False: asyncio transport
     log_format: str = "plain"
     log_level: str = "info"
+    state_dir: Path | None = None  # overrides.json lives here; None: overrides in memory only
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -90,6 +92,7 @@ class Settings:
             udp_batch=args.udp_batch,
             log_format=args.log_format,
             log_level=args.log_level,
+            state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
         )
 
 
@@ -114,6 +117,7 @@ class App:
         self.engine: Engine | None = None
         self.responder: Responder | None = None
         self.prober: Prober | None = None
+        self.fleet: FleetNode | None = None
         self.dns: DnsServer | None = None
         self.pool: WorkerPool | None = None
         self.dns_bound: list[tuple[str, int]] = []
@@ -146,14 +150,17 @@ class App:
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
         install_query_log(self.responder, self.settings.query_log_sample)
-        self.prober = Prober(on_change=self.on_health)
+        self.prober = Prober()
+        self.fleet = self.make_fleet(self.prober)
+        self.prober.on_change = self.fleet.on_local
         self.metrics.attach(self.prober.events)
         self.prober.events.transition.append(log_transition)
         await self.prober.start()
         await self.prober.update(config.checks)
+        self.fleet.set_config(config)
         if self.settings.probe_wait:
             await self.prober.first_round(timeout=max_timeout(config))
-        self.responder.set_health(self.prober.view)
+        self.responder.set_health(self.fleet.view)
         sockets = await self.bind_dns()
         await self.start_web()
         self.drop_privileges()
@@ -168,6 +175,15 @@ class App:
         self.notifier.start_watchdog()
         if self.watcher is not None:
             self.watcher.start()
+
+    def make_fleet(self, prober: Prober) -> FleetNode:
+        """The node between the prober and the answers; its overrides from ``--state-dir``."""
+        book = OverrideBook.in_dir(self.settings.state_dir)
+        for problem in book.load(time.time()):
+            log.warning("state: %s", problem)
+        if book.items:
+            log.info("state: %d override(s) restored from %s", len(book.items), book.path)
+        return FleetNode(prober, book, self.on_health)
 
     async def bind_dns(self) -> list[tuple]:
         """Bind the DNS sockets (privileged ports need root) without serving on them yet;
@@ -212,7 +228,7 @@ class App:
                           log_level=self.settings.log_level)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
-            await self.pool.start(spec, self.config, self.prober.view)
+            await self.pool.start(spec, self.config, self.fleet.view)
         finally:
             for udp, tcp in placeholders:  # never left to swallow a share of the queries
                 udp.close()
@@ -253,6 +269,7 @@ class App:
                 for note in keep_serials_increasing(self.config, config):
                     log.warning("reload: %s", note)
                 await self.prober.update(config.checks)
+                self.fleet.set_config(config)
                 self.config = config
                 self.responder.set_config(config)
                 if self.pool is not None:
@@ -331,27 +348,3 @@ def log_transition(transition: Transition) -> None:
 
 def max_timeout(config: Config) -> float:
     return max((spec.timeout for spec in config.checks.values()), default=0.0) + 0.5
-
-
-class JsonFormatter(logging.Formatter):
-    def format(self, record: logging.LogRecord) -> str:
-        entry = {
-            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "message": record.getMessage(),
-        }
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry)
-
-
-def setup_logging(fmt: str = "plain", level: str = "info") -> None:
-    handler = logging.StreamHandler()
-    if fmt == "json":
-        handler.setFormatter(JsonFormatter())
-    else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())

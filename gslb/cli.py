@@ -82,6 +82,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="poll the zones directory, reload on change (0: off; SIGHUP and /admin/reload work)",
     )
     serve.add_argument(
+        "--state-dir",
+        metavar="DIR",
+        help="keep operator overrides in DIR/overrides.json across restarts "
+        "(default: none, overrides live in memory)",
+    )
+    serve.add_argument(
         "--query-log-sample",
         type=int,
         default=0,
@@ -200,7 +206,8 @@ def geo_errors(path: str) -> list[str]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gslb.app import App, Settings, setup_logging
+    from gslb.app import App, Settings
+    from gslb.logs import setup_logging
     from gslb.privileges import PrivilegeError, lookup, root_refusal
 
     refusal = root_refusal(os.geteuid(), args.user, args.allow_root)
@@ -244,22 +251,10 @@ def load_for_tools(args: argparse.Namespace):
     return config, geo, Engine(geo)
 
 
-def find_record(config, name: str, qtype: str):
-    from gslb.config import model
-    from gslb.config.names import to_wire
-
-    wire = to_wire(name if name.endswith(".") else name + ".")
-    zone = config.zone_for(wire)
-    node = zone.nodes.get(wire) if zone else None
-    rtype = {"A": model.A, "AAAA": model.AAAA, "CNAME": model.CNAME}[qtype]
-    if node is None:
-        return None
-    return node.dynamic.get(rtype) or node.dynamic.get(model.CNAME)
-
-
 def cmd_explain(args: argparse.Namespace) -> int:
     import ipaddress
 
+    from gslb.config.load import find_record
     from gslb.health.view import EMPTY_VIEW
 
     loaded = load_for_tools(args)
@@ -285,6 +280,7 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from gslb.config.load import find_record
     from gslb.health.view import EMPTY_VIEW
     from gslb.simulate import render_text, run_simulation
 

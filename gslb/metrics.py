@@ -198,9 +198,9 @@ class StateCollector(Collector):
             "1 when answers treat the check as up (probes or override), 0 when down or drained.",
             labels=("check",),
         )
-        prober = self.app.prober
-        if prober is not None:
-            view = prober.view
+        fleet = self.app.fleet
+        if fleet is not None:
+            view = fleet.view
             for key in sorted(config.checks):
                 up.add_metric([key], 1.0 if view.effective(key) == "up" else 0.0)
         return up

@@ -18,7 +18,6 @@ import signal
 import threading
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
-from types import MappingProxyType
 
 from gslb.config.load import Config, gc_paused
 from gslb.health.view import HealthView
@@ -57,7 +56,7 @@ def unpickle_config(blob: bytes) -> Config:
 
 
 def health_message(view: HealthView) -> tuple:
-    return ("health", view.version, dict(view.states))
+    return ("health", view.to_wire())
 
 
 class Worker:
@@ -193,7 +192,7 @@ class WorkerPool:
 def worker_main(commands: Connection, replies: Connection, spec: WorkerSpec) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # the supervisor decides when we stop
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    from gslb.app import setup_logging
+    from gslb.logs import setup_logging
 
     setup_logging(spec.log_format, spec.log_level)
     try:
@@ -247,7 +246,7 @@ class WorkerProcess:
     def apply(self, message: tuple) -> None:
         kind = message[0]
         if kind == "health":
-            self.responder.set_health(HealthView(message[1], MappingProxyType(message[2])))
+            self.responder.set_health(HealthView.from_wire(message[1]))
         elif kind == "config":
             self.responder.set_config(unpickle_config(message[1]))
             if len(message) > 2:

@@ -20,7 +20,7 @@ from dnslib import DNSBuffer
 
 from gslb.config import model
 from gslb.config.dynamic import parse_dynamic
-from gslb.config.model import Node, RRset, Zone
+from gslb.config.model import AAAA, CNAME, A, DynamicRecord, Node, RRset, Zone
 from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_wire
 from gslb.config.records import MAX_TTL, PARSERS, SINGLE_VALUE, hostname
 from gslb.config.safeyaml import YamlError, load_yaml
@@ -53,6 +53,17 @@ class Config:
             if name == b"\x00":
                 return None
             name = name[1 + name[0] :]
+
+
+def find_record(config: Config, name: str, qtype: str) -> DynamicRecord | None:
+    """The dynamic record answering ``name`` for ``qtype`` (A, AAAA or CNAME), if any."""
+    wire = to_wire(name if name.endswith(".") else name + ".")
+    zone = config.zone_for(wire)
+    node = zone.nodes.get(wire) if zone else None
+    if node is None:
+        return None
+    rtype = {"A": A, "AAAA": AAAA, "CNAME": CNAME}[qtype]
+    return node.dynamic.get(rtype) or node.dynamic.get(CNAME)
 
 
 class SerialClock:

@@ -300,6 +300,19 @@ class Prober:
             self._publish([key])
             self.events.emit_transition(transition)
 
+    def override_of(self, key: str) -> str | None:
+        tracker = self._trackers.get(key)
+        return None if tracker is None else tracker.override
+
+    def probe_states(self) -> dict[str, tuple[bool, str, float]]:
+        """What this prober's own probes say per check (overrides aside), for the fleet:
+        key -> (up, reason, wall clock of the last result); checks not probed yet left out."""
+        return {
+            key: (tracker.up, tracker.reason, tracker.results[-1].at)
+            for key, tracker in self._trackers.items()
+            if tracker.up is not None and tracker.results
+        }
+
     def push_measurement(
         self, key: str, latency_s: float, success_ratio: float, ttl_s: float
     ) -> None:

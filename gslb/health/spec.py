@@ -23,6 +23,8 @@ Accepted options (all optional)::
     rise: 2                # consecutive successes to come back up
     fall: 3                # consecutive failures to go down
     jitter: 0.1            # +- fraction of the interval, spreads probes over time
+    policy: quorum         # fleet: how all vantage points make the global verdict:
+                           # quorum | all | any | threshold (with threshold: 0.18)
 """
 
 from __future__ import annotations
@@ -64,6 +66,8 @@ OPTIONS_ORDER = [
     "rise",
     "fall",
     "jitter",
+    "policy",
+    "threshold",
 ]
 OPTIONS = frozenset(OPTIONS_ORDER) | {"protocol"}  # octoDNS spelling of "type"
 
@@ -95,12 +99,18 @@ class CheckSpec:
     fall: int = 3
     jitter: float = 0.1  # fraction of the interval
     extra: tuple[tuple[str, str], ...] = field(default=())
+    policy: str = "quorum"  # fleet: quorum | all | any | threshold over every vantage point
+    threshold: float = 0.5  # policy threshold: up when more than this fraction says up
 
     @property
     def key(self) -> str:
-        """Stable identity: readable prefix plus a digest of every option."""
+        """Stable identity: readable prefix plus a digest of every option (the fleet policy
+        only when set, so keys stay what they were before it existed)."""
+        options = asdict(self)
+        if self.policy == "quorum":
+            del options["policy"], options["threshold"]
         digest = hashlib.sha1(
-            json.dumps(asdict(self), sort_keys=True, default=str).encode()
+            json.dumps(options, sort_keys=True, default=str).encode()
         ).hexdigest()[:8]
         if self.kind == "tcp":
             return f"tcp://{self.address}:{self.port}#{digest}"
@@ -177,6 +187,7 @@ def parse_check(
     values = _location(data, target, default_host, problems)
     values.update(_http_options(data, values.get("kind"), problems))
     values.update(_timing(data, problems))
+    values.update(_policy(data, problems))
     if problems.count or values.get("kind") is None:
         return None
     return CheckSpec(**values)
@@ -441,6 +452,30 @@ def _timing(data: Mapping, problems: _Problems) -> dict[str, Any]:
             )
         else:
             out["jitter"] = jitter
+    return out
+
+
+POLICIES = ("quorum", "all", "any", "threshold")
+
+
+def _policy(data: Mapping, problems: _Problems) -> dict[str, Any]:
+    """``policy: quorum | all | any | threshold`` and, with threshold, ``threshold: 0..1``."""
+    out: dict[str, Any] = {}
+    policy = data.get("policy", "quorum")
+    if policy not in POLICIES:
+        problems.invalid("policy", policy, f"expected one of {', '.join(POLICIES)}")
+    else:
+        out["policy"] = policy
+    if "threshold" in data:
+        threshold = _number(data["threshold"])
+        if policy != "threshold":
+            problems.add('"threshold" needs "policy: threshold"')
+        elif threshold is None or not 0 <= threshold < 1:
+            problems.invalid("threshold", data["threshold"], "fraction, 0 to below 1")
+        else:
+            out["threshold"] = threshold
+    elif policy == "threshold":
+        problems.add('"policy: threshold" needs "threshold" (e.g. 0.18, as Route 53)')
     return out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
+from typing import Any, Protocol
 
 UP, DOWN, DRAINED = "up", "down", "drained"
 
@@ -32,13 +33,71 @@ class CheckState:
         return UP if self.up else DOWN
 
 
+class RegionOf(Protocol):
+    """Maps a client's location (``gslb.geo.Location`` or None) to a fleet region name."""
+
+    def __call__(self, location: Any) -> str | None: ...
+
+
+TargetKey = tuple[str, str, str]  # (record fqdn | "", pool | "", value); "" matches any
+
+
+def _empty() -> Mapping:
+    return MappingProxyType({})
+
+
 @dataclass(frozen=True, slots=True)
 class HealthView:
+    """``states`` is the global verdict per check. In a fleet, ``regional`` holds one view
+    per region that has fresh vantage points (decided by that region's majority), ``varies``
+    the checks whose verdict differs between regions (their answers depend on where the
+    client is), and ``region_of`` maps a client location to its region. ``targets`` are
+    operator overrides of pool values (``gslb.fleet.overrides``)."""
+
     version: int = 0
-    states: Mapping[str, CheckState] = field(default_factory=lambda: MappingProxyType({}))
+    states: Mapping[str, CheckState] = field(default_factory=_empty)
+    targets: Mapping[TargetKey, str] = field(default_factory=_empty)
+    regional: Mapping[str, HealthView] = field(default_factory=_empty)
+    varies: frozenset[str] = frozenset()
+    region_of: RegionOf | None = None
 
     def state(self, check: str | None) -> CheckState | None:
         return None if check is None else self.states.get(check)
+
+    def target_override(self, record: str, pool: str | None, value: str) -> str | None:
+        """The operator's state for a pool value: most specific override first."""
+        targets = self.targets
+        if not targets or pool is None:
+            return None
+        for key in ((record, pool, value), (record, "", value), ("", "", value)):
+            state = targets.get(key)
+            if state is not None:
+                return state
+        return None
+
+    def for_region(self, region: str | None) -> HealthView:
+        """The view a client of ``region`` is answered from: its region's, else the global."""
+        if region is None or not self.regional:
+            return self
+        return self.regional.get(region, self)
+
+    def to_wire(self) -> tuple:
+        """Plain picklable data for worker processes (``from_wire`` rebuilds the view)."""
+        regional = {name: view.to_wire() for name, view in self.regional.items()}
+        return (self.version, dict(self.states), dict(self.targets), regional,
+                self.varies, self.region_of)  # fmt: skip
+
+    @classmethod
+    def from_wire(cls, data: tuple) -> HealthView:
+        version, states, targets, regional, varies, region_of = data
+        return cls(
+            version,
+            MappingProxyType(states),
+            MappingProxyType(targets),
+            MappingProxyType({name: cls.from_wire(v) for name, v in regional.items()}),
+            varies,
+            region_of,
+        )
 
     def effective(self, check: str | None) -> str:
         """A value without a check, or a check not probed yet, counts as up (``obey``)."""

@@ -11,7 +11,7 @@ recording trace instead of the no-op one.
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gslb.config.model import DynamicRecord
@@ -145,18 +145,20 @@ class Engine:
             self._cache.clear()
             self._front.clear()
             self._health, self._version = health, health.version
+        match, region = self.region(match, address, health)
         location = match.location
         # Proximity reads only the client's coordinates: key on them, not on the network, so
         # the thousands of networks that share a point (a country hub) share one decision.
         where = (location.lat, location.lon) if comp.proximity and location is not None else 0
-        key = (id(comp), match.index, where)
+        key = (id(comp), match.index, where, region)
         prepared = self._cache.get(key)
         if prepared is None:
             self.misses += 1
             if len(self._cache) >= self.cache_size:
                 self._cache.clear()
             client = Client(address, source, location, match.located)
-            prepared = self.run(comp, client, match, health, NULL_TRACE)
+            view = health.for_region(region)
+            prepared = self.run(comp, client, match, view, NULL_TRACE)
             prepared.pins = (comp,)  # its id() is in the key: keep it alive
             self._cache[key] = prepared
         else:
@@ -168,6 +170,15 @@ class Engine:
                 self._front.clear()
             self._front[(id(record), client_key)] = Front(record, prepared, scope, key)
         return self.pick(prepared, scope, key)
+
+    def region(self, match: Match, address: Address, health: HealthView) -> tuple[Match, Any]:
+        """The client's fleet region when the health view has regional verdicts (locating
+        the client if the rules did not), else None: one global verdict for everyone."""
+        if not health.regional or health.region_of is None:
+            return match, None
+        if not match.located and self._locate is not None:
+            match = replace(match, location=self._locate(address), located=True)
+        return match, health.region_of(match.location)
 
     def compile(self, record: DynamicRecord) -> Compiled:
         if len(self._compiled) >= 4096:  # old records after many reloads
@@ -243,10 +254,11 @@ class Engine:
         """The whole decision as JSON-able data, computed by the same steps as ``answer``."""
         comp = Compiled(record)
         address, source = client_address(record.options, resolver, ecs)
-        match = self.match(comp, address, source)
+        match, region = self.region(self.match(comp, address, source), address, health)
         client = Client(address, source, match.location, match.located)
         trace = Trace()
-        prepared = self.run(comp, client, match, health, trace)
+        view = health.for_region(region)
+        prepared = self.run(comp, client, match, view, trace)
         answer = self.finish(prepared, match, address, source)
         rule = record.rules[match.index]
         return {
@@ -283,6 +295,11 @@ class Engine:
                 "pool": answer.pool,
             },
             "health_version": health.version,
+            "region": {
+                "client": region,
+                "verdicts": "regional" if view is not health else "global",
+                "regions_with_vantages": sorted(health.regional),
+            },
         }
 
 

@@ -16,10 +16,16 @@ from gslb.health.view import DOWN, DRAINED, UP, HealthView
 from gslb.policy.context import Candidate, Context, candidates, pop_values
 
 
-def target_health(view: HealthView, target: Target) -> tuple[str, bool]:
-    """(up | drained | down, forced): the zone's status first, then the prober's view."""
+def target_health(
+    view: HealthView, target: Target, record: str = "", pool: str | None = None
+) -> tuple[str, bool]:
+    """(up | drained | down, forced): the zone's status first, then an operator's override
+    of the value, then the health view (the check's probes or the check's override)."""
     if target.status == "down":
         return DOWN, False
+    operator = view.target_override(record, pool, target.value)
+    if operator is not None:
+        return operator, operator == UP and view.effective(target.check) != UP
     effective = view.effective(target.check)
     if target.status == "up":
         return UP, effective != UP
@@ -28,9 +34,9 @@ def target_health(view: HealthView, target: Target) -> tuple[str, bool]:
     return effective, forced
 
 
-def assess(view: HealthView, cand: Candidate) -> None:
+def assess(view: HealthView, cand: Candidate, record: str = "") -> None:
     """Fill in health, forced and the usable PoPs of one candidate."""
-    health, forced = target_health(view, cand.target)
+    health, forced = target_health(view, cand.target, record, cand.pool)
     if health != DOWN and cand.pops and cand.target.status != "up":
         usable = tuple(p for p in cand.pops if p.check is None or view.effective(p.check) != DOWN)
         if not usable:
@@ -44,19 +50,29 @@ def usable(ctx: Context, cands: list[Candidate]) -> list[Candidate]:
     """Up candidates; drained ones only when nothing in this pool is up."""
     view = ctx.health
     for cand in cands:
-        assess(view, cand)
+        assess(view, cand, ctx.record.fqdn)
+        if view.varies and _varies(view, cand):
+            ctx.used_location = True  # the verdict differs by region: scope to the network
     up = [c for c in cands if c.health == UP]
     keep = up or [c for c in cands if c.health == DRAINED]
     for cand in cands:
         if cand.health == DOWN:
-            why = "status: down" if cand.target.status == "down" else _down_reason(view, cand)
+            why = "status: down" if cand.target.status == "down" else _down_reason(ctx, cand)
             ctx.trace.drop(cand, why)
         elif cand.health == DRAINED and up:
             ctx.trace.drop(cand, "drained (other values of the pool are up)")
     return keep
 
 
-def _down_reason(view: HealthView, cand: Candidate) -> str:
+def _varies(view: HealthView, cand: Candidate) -> bool:
+    checks = (cand.target.check, *(pop.check for pop in cand.target.pops))
+    return any(check in view.varies for check in checks if check is not None)
+
+
+def _down_reason(ctx: Context, cand: Candidate) -> str:
+    view = ctx.health
+    if view.target_override(ctx.record.fqdn, cand.pool, cand.target.value) == DOWN:
+        return "forced down by operator"
     state = view.state(cand.target.check)
     if state is not None and state.effective == DOWN:
         return f"check down: {state.reason}" if state.reason else "check down"

@@ -18,19 +18,23 @@ import ipaddress
 import json
 import logging
 import math
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
 
 from gslb import __version__
+from gslb.config.load import find_record
+from gslb.config.names import NameError_
+from gslb.fleet.node import OverrideRefused
+from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
 
 log = logging.getLogger(__name__)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
-ACTIONS = {"up": "up", "down": "down", "drain": "drained", "obey": None}
 QTYPES = ("A", "AAAA", "CNAME")
 ADMIN_HOWTO = (
     "admin API disabled: no token configured; start with --admin-token-file FILE "
@@ -62,6 +66,7 @@ class WebServer:
         router.add_get("/metrics", self.metrics)
         router.add_get("/status", self.status)
         router.add_get("/explain", self.explain)
+        router.add_get("/fleet", self.fleet)
         router.add_post("/admin/reload", self.admin_reload)
         router.add_post("/admin/measurements", self.admin_measurement)
         # Check keys contain "/" ("http://192.0.2.1:80/health#1a2b3c4d"): match greedily.
@@ -119,15 +124,13 @@ class WebServer:
                 "ok": last.ok, "at": last.at, "digest": last.digest, "errors": last.errors,
             },
             "health": app.prober.status() if app.prober is not None else None,
+            "overrides": app.fleet.overrides_json() if app.fleet is not None else [],
             "geo": app.geo.description if app.geo is not None else None,
             "admin": {"enabled": bool(app.admin_token)},
         })  # fmt: skip
 
     async def explain(self, request: web.Request) -> web.Response:
         """The policy chain's decision for one client, step by step (same code as answers)."""
-        from gslb.cli import find_record
-        from gslb.config.names import NameError_
-
         try:
             name, qtype, resolver, ecs = explain_args(request.query)
             record = find_record(self.app.config, name, qtype)
@@ -135,8 +138,12 @@ class WebServer:
             return error(400, str(exc))
         if record is None:
             return error(404, f"{name}: no dynamic {qtype} record")
-        trace = self.app.engine.explain(record, resolver, ecs, self.app.prober.view)
+        trace = self.app.engine.explain(record, resolver, ecs, self.app.fleet.view)
         return json_response(trace)
+
+    async def fleet(self, request: web.Request) -> web.Response:
+        """This node, its engine and peers, the overrides, and the health matrix."""
+        return json_response(self.app.fleet.status())
 
     # -- admin ---------------------------------------------------------------------------------
 
@@ -166,15 +173,90 @@ class WebServer:
         return json_response(body, status=200 if result.ok else 422)
 
     async def admin_target(self, request: web.Request) -> web.Response:
+        """Force a check (by name) or a pool value up, down or drained, or obey the probes.
+
+        Optional, as JSON body or query parameters: ``reason``, ``by``, ``for`` (``2h``: the
+        override expires), ``record`` and ``pool`` (limit a value override), ``scope=local``
+        (apply on this node only, when the fleet engine cannot take the write)."""
         action = request.match_info["action"]
-        key, problem = self.find_check(request.match_info["check"])
+        try:
+            options = await override_options(request)
+        except ValueError as exc:
+            return error(400, str(exc))
+        ref = request.match_info["check"]
+        key, problem = self.find_check(ref)
+        if problem is not None and problem.status == 404 and ref in self.app.fleet.values:
+            return await self.override_target(ref, action, options)
         if problem is not None:
             return problem
-        self.app.prober.set_override(key, ACTIONS[action])
+        short = check_name(key)
+        shared = sum(check_name(k) == short for k in self.app.config.checks) > 1
+        override = self.make_override("check", key if shared else short, action, options)
+        reply = await self.apply_override(override, action, options)
+        if reply is not None:
+            return reply
         log.info("admin: check %s set to %s", key, action)
         state = self.app.prober.status()["checks"][key]
         return json_response({"check": key, "action": action, "override": state["override"],
-                              "effective": state["effective"]})  # fmt: skip
+                              "effective": state["effective"],
+                              **self.override_detail(override, action)})  # fmt: skip
+
+    async def override_target(
+        self, value: str, action: str, options: dict[str, Any]
+    ) -> web.Response:
+        record, pool = options.get("record"), options.get("pool")
+        places = self.app.fleet.values[value]
+        if not any(record in (None, r) and pool in (None, p) for r, p in places):
+            where = ", ".join(f"{r} pool {p}" for r, p in places)
+            return error(404, f"value {value!r} is not in record {record} pool {pool} "
+                              f"(it is in: {where})")  # fmt: skip
+        override = self.make_override("target", value, action, options)
+        reply = await self.apply_override(override, action, options)
+        if reply is not None:
+            return reply
+        log.info("admin: value %s set to %s", override.id, action)
+        return json_response({"target": value, "record": record, "pool": pool,
+                              "action": action, "override": ACTIONS[action],
+                              **self.override_detail(override, action)})  # fmt: skip
+
+    def make_override(self, kind: str, name: str, action: str, options: dict[str, Any]) -> Override:
+        now = time.time()
+        duration = options.get("for")
+        return Override(
+            kind=kind,
+            name=name,
+            state=ACTIONS[action] or "up",  # obey: only the id matters
+            reason=options.get("reason", ""),
+            by=options.get("by", "admin API"),
+            at=now,
+            expires_at=None if duration is None else now + duration,
+            record=options.get("record") if kind == "target" else None,
+            pool=options.get("pool") if kind == "target" else None,
+            scope=options.get("scope", "fleet"),
+        )
+
+    async def apply_override(
+        self, override: Override, action: str, options: dict[str, Any]
+    ) -> web.Response | None:
+        """Set or clear through the fleet node; an error response, or None when done."""
+        fleet = self.app.fleet
+        try:
+            if ACTIONS[action] is None:
+                await fleet.clear_override(override.id, override.scope)
+            else:
+                await fleet.set_override(override)
+        except OverrideRefused as exc:
+            return error(exc.status, str(exc), hint="retry, or add scope=local to apply "
+                         "on this node only (shown in /fleet)")  # fmt: skip
+        return None
+
+    @staticmethod
+    def override_detail(override: Override, action: str) -> dict[str, Any]:
+        if ACTIONS[action] is None:
+            return {"id": override.id, "cleared": True}
+        return {"id": override.id, "by": override.by, "reason": override.reason,
+                "at": override.at, "expires_at": override.expires_at,
+                "scope": override.scope}  # fmt: skip
 
     def find_check(self, ref: str) -> tuple[str, web.Response | None]:
         """The exact key, or a unique key without its ``#digest`` suffix (easier to type)."""
@@ -218,6 +300,36 @@ class WebServer:
         except ValueError as exc:
             return error(400, str(exc))
         return json_response({"check": key, "accepted": True, "ttl": numbers["ttl"]})
+
+
+OVERRIDE_OPTIONS = ("reason", "by", "for", "record", "pool", "scope")
+
+
+async def override_options(request: web.Request) -> dict[str, Any]:
+    """reason, by, for, record, pool, scope from the JSON body and the query; ValueError."""
+    data: dict[str, Any] = {}
+    if request.can_read_body:
+        try:
+            body = await request.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ValueError("body must be JSON: {reason, by, for, record, pool, scope}") from None
+        if not isinstance(body, dict):
+            raise ValueError("body must be a JSON object: {reason, by, for, record, pool, scope}")
+        data.update(body)
+    data.update({k: v for k, v in request.query.items()})
+    unknown = sorted(set(data) - set(OVERRIDE_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown field(s) {', '.join(unknown)}")
+    for name in ("reason", "by", "record", "pool"):
+        if name in data and (not isinstance(data[name], str) or len(data[name]) > 512):
+            raise ValueError(f"invalid {name}: expected text of at most 512 characters")
+    if data.get("scope", "fleet") not in ("fleet", "local"):
+        raise ValueError("invalid scope: expected fleet or local")
+    if "for" in data:
+        data["for"] = parse_duration(data["for"])
+    if data.get("record") and not data["record"].endswith("."):
+        data["record"] += "."
+    return data
 
 
 def explain_args(query: Mapping[str, str]) -> tuple[str, str, IPAddress, tuple | None]:
