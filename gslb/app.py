@@ -25,6 +25,7 @@ from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
 from gslb.health.state import Transition
 from gslb.health.view import HealthView
+from gslb.history import History, HistorySampler
 from gslb.metrics import Metrics, install_query_log
 from gslb.notify import Notifier
 from gslb.policy.chain import Engine
@@ -131,6 +132,8 @@ class App:
         self.notifier = Notifier.from_env()
         self.watcher: ZoneWatcher | None = None
         self.admin_token: str | None = None
+        self.history = History()  # for the status page, fed off the answer path
+        self.sampler = HistorySampler(self.history, self.stats_snapshots)
 
     async def start(self) -> None:
         if self.settings.watch_interval > 0:  # fingerprint before loading: no edit is missed
@@ -155,6 +158,7 @@ class App:
         self.prober.on_change = self.fleet.on_local
         self.metrics.attach(self.prober.events)
         self.prober.events.transition.append(log_transition)
+        self.prober.events.transition.append(self.history.timeline.on_transition)
         await self.prober.start()
         await self.prober.update(config.checks)
         self.fleet.set_config(config)
@@ -166,6 +170,7 @@ class App:
         self.drop_privileges()
         await self.start_dns(sockets)
         self.last_reload = ReloadResult(True, [], digest=config.digest)
+        self.sampler.start()
         self.ready.set()
         log.info(
             "ready: %d zone(s), %d health check(s), GeoIP %s",
@@ -287,6 +292,7 @@ class App:
         if self.watcher is not None:
             await self.watcher.stop()
         await self.notifier.stop_watchdog()
+        await self.sampler.stop()
         if self.dns is not None:
             self.dns.close()
         if self.pool is not None:

@@ -84,6 +84,22 @@ def test_queries_land_on_more_than_one_worker_and_metrics_sum_them(pool_server):
     assert scrape_queries(pool_server) - before == QUERIES
 
 
+def test_status_page_history_sums_the_workers(pool_server):
+    """The page's per-minute history reads the workers' counters as /metrics does."""
+    app = pool_server.app
+
+    def answered() -> int:
+        pool_server.call(app.sampler.sample())
+        return sum(app.history.answers.window(60, time.time()).values())
+
+    before = answered()
+    for _ in range(QUERIES):
+        ask(pool_server)
+    wait_until(lambda: answered() - before == QUERIES, what="every worker's answers")
+    with urllib.request.urlopen(pool_server.url("/"), timeout=5) as response:
+        assert "content.example.com." in response.read().decode()
+
+
 def test_health_change_reaches_every_worker(pool_server):
     prober = pool_server.app.prober
     (key,) = pool_server.app.config.checks

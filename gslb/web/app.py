@@ -1,7 +1,8 @@
 """HTTP side: metrics, health and status for operators, explain, and a token-protected admin API.
 
-Read-only endpoints (``/metrics``, ``/healthz``, ``/readyz``, ``/status``, ``/explain``) are
-open: the listener is on loopback by default, and they reveal nothing a zone file does not.
+Read-only endpoints (``/`` the status page, ``/metrics``, ``/healthz``, ``/readyz``,
+``/status``, ``/explain``) are open: the listener is on loopback by default, and they reveal
+nothing a zone file does not.
 Everything under ``/admin/`` changes what the server answers, so it takes ``POST`` with
 ``Authorization: Bearer <token>``; without a configured token the admin API is off.
 
@@ -30,6 +31,7 @@ from gslb.config.names import NameError_
 from gslb.fleet.node import OverrideRefused
 from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
+from gslb.web.console import Console
 
 log = logging.getLogger(__name__)
 
@@ -57,10 +59,12 @@ class WebServer:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.runner: web.AppRunner | None = None
+        self.console = Console(app)  # the status page at /; features add panels to it
 
     def routes(self) -> web.Application:
         application = web.Application(middlewares=[self.admin_auth], client_max_size=64 * 1024)
         router = application.router
+        self.console.register(router)
         router.add_get("/healthz", self.healthz)
         router.add_get("/readyz", self.readyz)
         router.add_get("/metrics", self.metrics)
