@@ -102,3 +102,22 @@ failover-bench: $(VENV)/.installed-test
 # The one-minute walk-through: three fake CDNs, an origin, gslb on 127.0.0.1:5300 / :9053.
 demo: $(VENV)/.installed-test
 	$(BIN)/python demo/run.py
+
+# System packages a test target needs, from Debian (CI runs as root; several people may run
+# apt at once, hence the lock timeout). The package lists are refreshed only when needed.
+APT_INSTALL := apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends
+define apt
+	$(APT_INSTALL) $(1) || (apt-get -o DPkg::Lock::Timeout=600 update && $(APT_INSTALL) $(1))
+endef
+
+# Headless Chromium for browser tests (tests/browser.py drives it over the DevTools protocol).
+/usr/bin/chromium:
+	$(call apt,chromium)
+
+.PHONY: chromium test-console
+chromium: /usr/bin/chromium
+
+# The status page in a real browser: every test marked `browser` (they are left out of
+# `make test`, which needs nothing but Python).
+test-console: $(VENV)/.installed-test /usr/bin/chromium
+	$(BIN)/python -m pytest -q -m browser

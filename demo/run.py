@@ -29,11 +29,14 @@ EDGES = {"origin": 9080, "cdn-a": 9081, "cdn-b": 9082, "cdn-c": 9083}
 DNS, HTTP = ("127.0.0.1", 5300), ("127.0.0.1", 9053)
 TOKEN = "demo"
 NAME = "content.demo.example"
+USERS = 20.0  # queries a second from stand-in users, so the status page has traffic to show
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--geoip", help="GeoIP DB (default: the shipped one, else a tiny test DB)")
+    parser.add_argument("--users", type=float, default=USERS, metavar="QPS",
+                        help=f"stand-in users' queries per second (default {USERS:g}; 0: none)")
     return parser.parse_args()
 
 
@@ -132,6 +135,8 @@ gslb answers for {NAME} on {DNS[0]} port {DNS[1]} (HTTP on port {HTTP[1]}). In a
   python demo/ctl.py up cdn-a cdn-b cdn-c  # all back within ~2 s
   (or curl -X POST 127.0.0.1:9081/down and /up; cdn-b is port 9082, cdn-c 9083)
 
+  open http://{HTTP[0]}:{HTTP[1]}/  # the status page: shares per CDN, health, transitions
+
   python demo/ctl.py status      # every check's state (JSON: curl -s {HTTP[0]}:{HTTP[1]}/status)
   {admin}/http://127.0.0.1:9082/health/drain
   {admin}/http://127.0.0.1:9082/health/obey
@@ -143,7 +148,7 @@ Ctrl-C here stops everything.
 
 async def serve(args: argparse.Namespace) -> None:
     edges = [FakeEdge(name, port) for name, port in EDGES.items()]
-    process = None
+    process, traffic = None, None
     with tempfile.TemporaryDirectory(prefix="gslb-demo-") as tmp:
         token = Path(tmp) / "admin-token"
         token.write_text(TOKEN + "\n")
@@ -154,15 +159,35 @@ async def serve(args: argparse.Namespace) -> None:
             argv = gslb_argv(geoip_path(args.geoip, Path(tmp)), token)
             process = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
             await asyncio.to_thread(wait_ready, process)
+            if args.users > 0:
+                traffic = asyncio.create_task(users(args.users), name="demo-users")
             print(instructions(), flush=True)
             while process.poll() is None:
                 await asyncio.sleep(0.5)
             print("[demo] gslb exited", flush=True)
         finally:
+            if traffic is not None:
+                traffic.cancel()
+                await asyncio.gather(traffic, return_exceptions=True)
             if process is not None:
                 stop_group(process)
             for edge in edges:
                 await edge.stop()
+
+
+async def users(rate: float) -> None:
+    """Stand-in users asking for NAME ``rate`` times a second over UDP (replies ignored), so
+    the status page shows the CDNs sharing traffic. Loopback only; stops with the demo."""
+    from dnslib import DNSRecord
+
+    loop = asyncio.get_running_loop()
+    transport, _ = await loop.create_datagram_endpoint(asyncio.DatagramProtocol, remote_addr=DNS)
+    try:
+        while True:
+            transport.sendto(DNSRecord.question(NAME).pack())
+            await asyncio.sleep(1 / rate)
+    finally:
+        transport.close()
 
 
 def stop_group(process: subprocess.Popen) -> None:
