@@ -88,7 +88,7 @@ class Chromium:
                 url = await self._endpoint()
         except TimeoutError:
             await self.stop()
-            raise BrowserError(f"chromium printed no DevTools endpoint in {START_TIMEOUT} s")
+            raise BrowserError(f"no DevTools endpoint in {START_TIMEOUT} s") from None
         self.stderr_task = asyncio.create_task(self._drain_stderr())
         self.session = aiohttp.ClientSession()
         self.ws = await self.session.ws_connect(url, max_msg_size=64 * 2**20)
