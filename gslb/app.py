@@ -21,6 +21,7 @@ from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
 from gslb.fleet.node import FleetNode
 from gslb.fleet.overrides import OverrideBook
+from gslb.dnssec.window import WindowClock, clock_problem
 from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
 from gslb.health.state import Transition
@@ -134,6 +135,7 @@ class App:
         self.admin_token: str | None = None
         self.history = History()  # for the status page, fed off the answer path
         self.sampler = HistorySampler(self.history, self.stats_snapshots)
+        self.window_clock: WindowClock | None = None
 
     async def start(self) -> None:
         if self.settings.watch_interval > 0:  # fingerprint before loading: no edit is missed
@@ -153,6 +155,9 @@ class App:
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
         install_query_log(self.responder, self.settings.query_log_sample)
+        self.window_clock = WindowClock(self.responder)  # new signature window at midnight
+        self.window_clock.start()
+        warn_about_clock(config)
         self.prober = Prober()
         self.fleet = self.make_fleet(self.prober)
         self.prober.on_change = self.fleet.on_local
@@ -293,6 +298,8 @@ class App:
             await self.watcher.stop()
         await self.notifier.stop_watchdog()
         await self.sampler.stop()
+        if self.window_clock is not None:
+            await self.window_clock.stop()
         if self.dns is not None:
             self.dns.close()
         if self.pool is not None:
@@ -337,6 +344,15 @@ def load_admin_token(path: Path | None) -> str | None:
         raise StartupError(f"admin token file {path} is empty")
     log.info("admin API enabled (token from %s)", path)
     return token
+
+
+def warn_about_clock(config: Config) -> None:
+    """Signature windows come from the clock: a clock far off makes every answer bogus."""
+    problem = clock_problem(time.time())
+    if config.signing and problem is not None:
+        log.warning("DNSSEC: %s", problem)
+    for settings in config.signing.values():
+        log.info("DNSSEC: %s signed with key %d", settings.fqdn, settings.active.tag)
 
 
 def serving_status(config: Config) -> str:

@@ -116,7 +116,22 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--qtype", default="A", choices=("A", "AAAA", "CNAME"))
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true")
+    add_dnssec(sub)
     return parser
+
+
+def add_dnssec(sub) -> None:
+    dnssec = sub.add_parser("dnssec", help="DNSSEC keys: keygen, DS for the parent")
+    tools = dnssec.add_subparsers(dest="dnssec_command", required=True)
+    keygen = tools.add_parser("keygen", help="new signing key (CSK) for a zone")
+    keygen.add_argument("zone")
+    keygen.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
+    keygen.add_argument("--algorithm", default="ECDSAP256SHA256",
+                        help="ECDSAP256SHA256 (13, default) or ED25519 (15)")  # fmt: skip
+    keygen.add_argument("--key-dir", metavar="DIR", help="where the PEM goes (default DIR/keys)")
+    ds = tools.add_parser("ds", help="the DS records the parent zone should hold")
+    ds.add_argument("zone")
+    ds.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
 
 
 LIMIT_FLAGS = (
@@ -175,7 +190,7 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain,
-               "simulate": cmd_simulate}[args.command]  # fmt: skip
+               "simulate": cmd_simulate, "dnssec": cmd_dnssec}[args.command]  # fmt: skip
     return handler(args)
 
 
@@ -270,12 +285,18 @@ def cmd_explain(args: argparse.Namespace) -> int:
         network = ipaddress.ip_network(args.ecs, strict=False)
         ecs = (network.network_address, network.prefixlen)
     trace = engine.explain(record, ipaddress.ip_address(args.client), ecs, EMPTY_VIEW)
+    signing = config.signing.get(config.zone_for(record.name).origin)
     if args.json:
+        from gslb.dnssec.status import describe
+
+        trace["dnssec"] = describe(signing)
         print(json.dumps(trace, indent=2, default=str))
     else:
+        from gslb.dnssec.status import explain_line
         from gslb.policy.chain import render_explain
 
         print(render_explain(trace))
+        print(explain_line(signing))
     return 0
 
 
@@ -298,6 +319,34 @@ def cmd_simulate(args: argparse.Namespace) -> int:
         seed=args.seed,
     )  # fmt: skip
     print(json.dumps(result, indent=2, default=str) if args.json else render_text(result))
+    return 0
+
+
+def cmd_dnssec(args: argparse.Namespace) -> int:
+    from gslb.config.load import load_config
+    from gslb.config.names import to_wire
+    from gslb.dnssec.keys import KeyError_, parse_algorithm
+    from gslb.dnssec.tools import ToolError, ds_lines, keygen
+
+    if args.dnssec_command == "keygen":
+        try:
+            algorithm = parse_algorithm(args.algorithm)
+            key_dir = Path(args.key_dir) if args.key_dir else None
+            print("\n".join(keygen(Path(args.zones), args.zone, algorithm, key_dir)))
+        except (KeyError_, ToolError, OSError) as exc:
+            print(f"gslb dnssec keygen: {exc}", file=sys.stderr)
+            return 1
+        return 0
+    config, errors = load_config(args.zones)
+    if config is None:
+        print("\n".join(errors), file=sys.stderr)
+        return 1
+    settings = config.signing.get(to_wire(args.zone.rstrip(".") + "."))
+    if settings is None:
+        print(f"gslb dnssec ds: zone {args.zone} is not signed (no sidecar .dnssec.yaml)",
+              file=sys.stderr)  # fmt: skip
+        return 1
+    print("\n".join(ds_lines(settings)))
     return 0
 
 

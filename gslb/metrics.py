@@ -33,6 +33,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from gslb import __version__
+from gslb.dnssec.status import describe as describe_signing
 from gslb.stats import LATENCY_BUCKETS
 
 StatsSource = Callable[[], dict]
@@ -121,6 +122,12 @@ def _limits(snap: dict) -> Iterator[Metric]:
          "rrl_dropped", "kind"),
         ("gslb_rrl_slipped", "UDP responses sent as TC=1 by response rate limiting, by kind.",
          "rrl_slipped", "kind"),
+        ("gslb_dnssec_signatures", "DNSSEC signatures computed, by zone.",
+         "dnssec_signatures", "zone"),
+        ("gslb_dnssec_signature_cache_hits", "DNSSEC signatures taken from the signature cache.",
+         "dnssec_cache_hits", "zone"),
+        ("gslb_dnssec_budget_dropped", "Denials answered SERVFAIL: the zone's per-second ration "
+         "of fresh signatures was spent.", "dnssec_budget_drops", "zone"),
     ):  # fmt: skip
         items = snap.get(key, {}).items()
         yield _counter(name, doc, (label,), (((k,), v) for k, v in items))
@@ -147,6 +154,25 @@ def _latency(counts: list[int], total: float) -> HistogramMetricFamily:
         buckets=buckets,
         sum_value=total,
     )
+
+
+def _signing(config: Any) -> Iterator[Metric]:
+    """Per signed zone: the active key, and how long the signatures served now stay valid."""
+    signed = GaugeMetricFamily(
+        "gslb_dnssec_zone_signed", "1 for each zone signed online, with its active key.",
+        labels=("zone", "key_tag", "algorithm"),
+    )  # fmt: skip
+    expiry = GaugeMetricFamily(
+        "gslb_dnssec_signature_expiry_days",
+        "Days until the signatures being served now expire (at least 3 when the clock is right).",
+        labels=("zone",),
+    )
+    for settings in config.signing.values():
+        info = describe_signing(settings)
+        signed.add_metric([settings.fqdn, str(info["key_tag"]), info["algorithm"]], 1)
+        expiry.add_metric([settings.fqdn], info["days_until_expiry"])
+    yield signed
+    yield expiry
 
 
 class StateCollector(Collector):
@@ -191,6 +217,7 @@ class StateCollector(Collector):
         for zone in config.zones.values():
             serial.add_metric([zone.fqdn], zone.serial)
         yield serial
+        yield from _signing(config)
 
     def _targets(self, config: Any) -> Metric:
         up = GaugeMetricFamily(

@@ -33,6 +33,11 @@ class Stats:
     # response kind (gslb.dns.rrl.KINDS) -> UDP responses dropped / sent as TC=1 by RRL
     rrl_dropped: defaultdict = field(default_factory=lambda: defaultdict(int))
     rrl_slipped: defaultdict = field(default_factory=lambda: defaultdict(int))
+    # zone -> DNSSEC signatures made / served from the signature cache / denials refused
+    # because the zone's per-second ration of fresh signatures was spent
+    dnssec_signatures: defaultdict = field(default_factory=lambda: defaultdict(int))
+    dnssec_cache_hits: defaultdict = field(default_factory=lambda: defaultdict(int))
+    dnssec_budget_drops: defaultdict = field(default_factory=lambda: defaultdict(int))
     # latency histogram: bucket counts (last = +Inf), sum of seconds
     latency_buckets: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
@@ -55,13 +60,17 @@ class Stats:
             "tcp_closed": dict(self.tcp_closed),
             "rrl_dropped": dict(self.rrl_dropped),
             "rrl_slipped": dict(self.rrl_slipped),
+            "dnssec_signatures": dict(self.dnssec_signatures),
+            "dnssec_cache_hits": dict(self.dnssec_cache_hits),
+            "dnssec_budget_drops": dict(self.dnssec_budget_drops),
             "latency_buckets": list(self.latency_buckets),
             "latency_sum": self.latency_sum,
         }
 
 
 LABELLED = ("queries", "answers", "ecs", "truncated", "malformed", "tcp_closed", "rrl_dropped",
-             "rrl_slipped")  # fmt: skip
+             "rrl_slipped", "dnssec_signatures", "dnssec_cache_hits",
+             "dnssec_budget_drops")  # fmt: skip
 
 
 def merge(snapshots: list[dict]) -> dict:
@@ -77,6 +86,9 @@ def merge(snapshots: list[dict]) -> dict:
         "tcp_closed": defaultdict(int),
         "rrl_dropped": defaultdict(int),
         "rrl_slipped": defaultdict(int),
+        "dnssec_signatures": defaultdict(int),
+        "dnssec_cache_hits": defaultdict(int),
+        "dnssec_budget_drops": defaultdict(int),
         "latency_buckets": [0] * (len(LATENCY_BUCKETS) + 1),
         "latency_sum": 0.0,
     }

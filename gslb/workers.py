@@ -212,6 +212,7 @@ class WorkerProcess:
     async def run(self) -> None:
         from gslb.dns.responder import Options, Responder
         from gslb.dns.server import DnsServer
+        from gslb.dnssec.window import WindowClock
         from gslb.geo import GeoDB
         from gslb.metrics import install_query_log
         from gslb.policy.chain import Engine
@@ -238,8 +239,11 @@ class WorkerProcess:
             return
         loop = asyncio.get_running_loop()
         threading.Thread(target=self.read_commands, args=(loop,), daemon=True).start()
+        window_clock = WindowClock(self.responder)  # new signature window at midnight
+        window_clock.start()
         self.replies.send(("ready", os.getpid()))
         await self.done.wait()
+        await window_clock.stop()
         server.close()
         geo.close()
 

@@ -24,6 +24,7 @@ from gslb.config.model import AAAA, CNAME, A, DynamicRecord, Node, RRset, Zone
 from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_wire
 from gslb.config.records import MAX_TTL, PARSERS, SINGLE_VALUE, hostname
 from gslb.config.safeyaml import YamlError, load_yaml
+from gslb.dnssec.settings import ZoneSigning, is_sidecar, load_signing
 from gslb.health.spec import CheckSpec
 
 DEFAULT_TTL = 3600  # octoDNS default
@@ -41,6 +42,8 @@ class Config:
     checks: dict[str, CheckSpec]
     digest: str  # sha256 over every zone file, for the config info metric
     loaded_at: float = field(default_factory=time.time)
+    # zones signed online, from their ``<zone>.dnssec.yaml`` (gslb.dnssec.settings)
+    signing: dict[bytes, ZoneSigning] = field(default_factory=dict)
 
     def zone_for(self, qname: bytes) -> Zone | None:
         """The closest enclosing zone we serve, or None (answer REFUSED)."""
@@ -81,7 +84,12 @@ SERIALS = SerialClock()
 
 
 def zone_files(directory: Path) -> list[Path]:
-    return sorted(p for p in directory.iterdir() if p.suffix in ZONE_SUFFIXES and p.is_file())
+    """Every ``<zone>.yaml``; a zone's DNSSEC sidecar ``<zone>.dnssec.yaml`` is not a zone."""
+    return sorted(
+        p
+        for p in directory.iterdir()
+        if p.suffix in ZONE_SUFFIXES and p.is_file() and not is_sidecar(p)
+    )
 
 
 @contextmanager
@@ -122,9 +130,12 @@ def _load_config(directory: Path) -> tuple[Config | None, list[str]]:
             if zone.origin in zones:
                 errors.append(f"{path}: zone {zone.fqdn} defined twice")
             zones[zone.origin] = zone
+    signing = load_signing(directory, zones, errors)
+    for settings in signing.values():
+        digest.update(settings.fqdn.encode() + b"".join(k.dnskey_rdata for k in settings.keys))
     if errors:
         return None, errors
-    return Config(zones=zones, checks=checks, digest=digest.hexdigest()), []
+    return Config(zones=zones, checks=checks, digest=digest.hexdigest(), signing=signing), []
 
 
 def load_zone(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import time
 from bisect import bisect_right
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
@@ -43,6 +44,7 @@ from gslb.dns.wire import (
     reply_flags,
     udp_limit,
 )
+from gslb.dnssec.signer import OverBudget, Signing
 from gslb.health.view import EMPTY_VIEW, HealthView
 from gslb.policy import weighted
 from gslb.stats import Stats
@@ -54,7 +56,8 @@ REPLAY_LIMIT = 50_000
 TCP_LIMIT = 65535
 QTYPE_LABELS = {
     1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
-    28: "AAAA", 33: "SRV", 43: "DS", 48: "DNSKEY", 64: "SVCB", 65: "HTTPS", 251: "IXFR",
+    28: "AAAA", 33: "SRV", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 59: "CDS",
+    60: "CDNSKEY", 64: "SVCB", 65: "HTTPS", 128: "NXNAME", 251: "IXFR",
     252: "AXFR", 255: "ANY", 257: "CAA",
 }  # fmt: skip
 RCODE_LABELS = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
@@ -134,11 +137,13 @@ class Responder:
         self.outcomes: dict[tuple, Packed] = {}
         self.opts: dict[tuple, bytes] = {}
         self.replays: dict[str, dict] = {"udp": {}, "tcp": {}}
+        self.signing = Signing(self.stats)
         self.set_config(config)
 
     def set_config(self, config: Config) -> None:
         """Swap in a new configuration; the caches belong to the old one."""
         self.config = config
+        self.signing.set_config(config.signing)
         self.cache = {}
         self.outcomes = {}
         self.replays = {"udp": {}, "tcp": {}}
@@ -147,6 +152,13 @@ class Responder:
     def set_health(self, view: HealthView) -> None:
         self.health = view
         self.replays = {"udp": {}, "tcp": {}}
+
+    def roll_window(self, now: float | None = None) -> None:
+        """A new signature validity window (a new UTC day): signed replies are rebuilt."""
+        if self.signing.roll(time.time() if now is None else now):
+            self.cache = {}
+            self.outcomes = {}
+            self.replays = {"udp": {}, "tcp": {}}
 
     # -- the answer path ---------------------------------------------------------------
 
@@ -176,10 +188,13 @@ class Responder:
         opt = query.opt
         if opt is not None and opt.version > 0:
             return self.error(query, data, BADVERS, transport)
-        key = (query.qname.lower(), query.qtype, query.qclass)
+        key = (query.qname.lower(), query.qtype, query.qclass, opt is not None and opt.do)
         entry = self.cache.get(key)
         if entry is None:
-            entry = self.build(key)
+            try:
+                entry = self.build(key)
+            except OverBudget:  # DNSSEC signing ration spent: not answered, not cached
+                return self.error(query, data, SERVFAIL, transport)
         scope = 0
         dynamic = entry if entry.__class__ is Dynamic else None
         if dynamic is not None:
@@ -295,14 +310,14 @@ class Responder:
     # -- building cached entries --------------------------------------------------------
 
     def build(self, key: tuple) -> Packed | Dynamic:
-        qname, qtype, qclass = key
-        entry = self.resolve_static(qname, qtype, qclass)
+        entry = self.resolve_static(key)
         if len(self.cache) >= CACHE_LIMIT:
             self.cache.clear()  # random-name floods must not grow memory without bound
         self.cache[key] = entry
         return entry
 
-    def resolve_static(self, qname: bytes, qtype: int, qclass: int) -> Packed | Dynamic:
+    def resolve_static(self, key: tuple) -> Packed | Dynamic:
+        qname, qtype, qclass, _ = key
         if qclass == CLASS_CH:
             return self.chaos(qname, qtype, qclass)
         zone = self.config.zone_for(qname)
@@ -316,7 +331,15 @@ class Responder:
         if first.answer and isinstance(first.answer[0], DynamicRecord):
             return Dynamic(zone, first, first.answer[0])
         result = self.chase(zone, qname, qtype, first) or first
-        return pack(qname, qtype, qclass, result, zone.fqdn)
+        return pack(qname, qtype, qclass, self.sign(key, zone, result), zone.fqdn)
+
+    def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
+        """DNSSEC, in one place: a DO query in a signed zone gets RRSIGs and denial proofs
+        added right before the reply is packed, so the cached bytes carry them."""
+        if not key[3]:
+            return result
+        signer = self.signing.signers.get(zone.origin)
+        return result if signer is None else signer.sign(key[0], key[1], result, zone)
 
     def chase(
         self, zone: model.Zone, qname: bytes, qtype: int, result: lookup.Result
@@ -391,7 +414,7 @@ class Responder:
         return self.engine.answer(record, resolver, ecs, self.health, client_key)
 
     def pack_outcome(self, entry: Dynamic, key: tuple, answer) -> Packed:
-        qname, qtype, qclass = key
+        qname, qtype, qclass, _ = key
         record, first = entry.record, entry.first
         if not answer.values:  # fail_open: false and everything down
             return pack(qname, qtype, qclass, lookup.Result(rcode=SERVFAIL, aa=False), "")
@@ -402,7 +425,7 @@ class Responder:
         unchased = lookup.Result(result.rcode, True, [rrset], first.authority)
         # A chain into another dynamic record stops there: the resolver asks for it.
         result = self.chase(entry.zone, qname, qtype, result) or unchased
-        return pack(qname, qtype, qclass, result, entry.zone.fqdn)
+        return pack(qname, qtype, qclass, self.sign(key, entry.zone, result), entry.zone.fqdn)
 
 
 def used_ecs(opt):

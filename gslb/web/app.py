@@ -28,6 +28,7 @@ from aiohttp import web
 from gslb import __version__
 from gslb.config.load import find_record
 from gslb.config.names import NameError_
+from gslb.dnssec.status import describe as describe_signing
 from gslb.fleet.node import OverrideRefused
 from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
@@ -119,7 +120,8 @@ class WebServer:
                 "digest": config.digest,
                 "loaded_at": config.loaded_at,
                 "zones": [
-                    {"zone": z.fqdn, "serial": z.serial, "source": z.source}
+                    {"zone": z.fqdn, "serial": z.serial, "source": z.source,
+                     "dnssec": describe_signing(config.signing.get(z.origin))}
                     for z in sorted(config.zones.values(), key=lambda z: z.fqdn)
                 ],
                 "checks": len(config.checks),
@@ -143,6 +145,8 @@ class WebServer:
         if record is None:
             return error(404, f"{name}: no dynamic {qtype} record")
         trace = self.app.engine.explain(record, resolver, ecs, self.app.fleet.view)
+        zone = self.app.config.zone_for(record.name)
+        trace["dnssec"] = describe_signing(self.app.config.signing.get(zone.origin))
         return json_response(trace)
 
     async def fleet(self, request: web.Request) -> web.Response:

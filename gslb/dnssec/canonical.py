@@ -1,0 +1,70 @@
+"""Canonical forms for signing (RFC 4034 section 6): names, RDATA, RRsets, type bitmaps.
+
+dnslib compresses names inside RDATA (CNAME, NS, MX, SOA) even in a fresh buffer and keeps the
+letter case it was given, so the signing input is written here by hand: uncompressed, with the
+embedded names of the RFC 3597 section 7 types lowercased. The NSEC next name is never
+lowercased (RFC 6840 section 5.1): it is built from the already lowercase query key.
+"""
+
+from __future__ import annotations
+
+import struct
+
+from dnslib import DNSBuffer, DNSLabel
+
+RR_HEAD = struct.Struct("!HHIH")
+# Types whose RDATA names are lowercased in the canonical form (RFC 4034 6.2, RFC 3597 7).
+LOWERCASE_NAMES = frozenset({2, 3, 4, 5, 6, 7, 8, 9, 12, 14, 15, 17, 18, 21, 26, 33, 35, 36, 39})
+
+
+class CanonicalBuffer(DNSBuffer):
+    """A dnslib buffer that never compresses and, when asked, lowercases names."""
+
+    def __init__(self, lowercase: bool) -> None:
+        super().__init__()
+        self.lowercase = lowercase
+
+    def encode_name(self, name) -> None:
+        if not isinstance(name, DNSLabel):
+            name = DNSLabel(name)
+        for label in name.label:
+            self.pack("!B", len(label))
+            self.append(label.lower() if self.lowercase else label)
+        self.append(b"\x00")
+
+
+def rdata_wire(rtype: int, rdata) -> bytes:
+    """One RDATA in canonical form."""
+    buffer = CanonicalBuffer(rtype in LOWERCASE_NAMES)
+    rdata.pack(buffer)
+    return bytes(buffer.data)
+
+
+def count_labels(name: bytes) -> int:
+    """The RRSIG labels field: labels of the owner, not counting the root or a leading ``*``."""
+    count, pos = 0, 0
+    while name[pos]:
+        count += 1
+        pos += 1 + name[pos]
+    return count - 1 if name.startswith(b"\x01*") else count
+
+
+def rrset_wire(owner: bytes, rtype: int, rclass: int, ttl: int, rdatas: list[bytes]) -> bytes:
+    """The RRset part of the signing input: sorted, duplicates removed (RFC 4034 6.3)."""
+    return b"".join(
+        owner + RR_HEAD.pack(rtype, rclass, ttl, len(rd)) + rd for rd in sorted(set(rdatas))
+    )
+
+
+def type_bitmap(types) -> bytes:
+    """NSEC type bit maps (RFC 4034 4.1.2): windows of up to 32 octets."""
+    windows: dict[int, bytearray] = {}
+    for rtype in sorted(set(types)):
+        window = windows.setdefault(rtype >> 8, bytearray(32))
+        low = rtype & 0xFF
+        window[low >> 3] |= 0x80 >> (low & 7)
+    out = bytearray()
+    for number, bits in sorted(windows.items()):
+        used = bytes(bits).rstrip(b"\x00")
+        out += bytes((number, len(used))) + used
+    return bytes(out)
