@@ -19,9 +19,9 @@ from gslb.config.load import Config, keep_serials_increasing, load_config
 from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
+from gslb.dnssec.window import WindowClock, clock_problem
 from gslb.fleet.node import FleetNode
 from gslb.fleet.overrides import OverrideBook
-from gslb.dnssec.window import WindowClock, clock_problem
 from gslb.geo import GeoDB, GeoError, default_db_path
 from gslb.health.prober import Prober
 from gslb.health.state import Transition
