@@ -114,6 +114,17 @@ endef
 /usr/bin/chromium:
 	$(call apt,chromium)
 
+# Validating resolvers for the DNSSEC end-to-end tests (tests/resolvers.py runs them in the
+# foreground on loopback ports; nothing is enabled or started system-wide by the tests).
+/usr/sbin/unbound /usr/sbin/kresd:
+	$(call apt,unbound knot-resolver)
+
+.PHONY: test-dnssec
+# gslb's signed answers through Unbound (use-caps-for-id) and Knot Resolver: AD on every
+# answer kind, SERVFAIL for a corrupted signature. Every test marked `resolvers`.
+test-dnssec: $(VENV)/.installed-test /usr/sbin/unbound /usr/sbin/kresd
+	$(BIN)/python -m pytest -q -m resolvers
+
 .PHONY: chromium test-console
 chromium: /usr/bin/chromium
 
