@@ -145,6 +145,8 @@ class App:
         config, errors = load_config(self.settings.zones)
         if config is None:
             raise StartupError("\n".join(errors))
+        for warning in config.warnings:
+            log.warning("zones: %s", warning)
         self.admin_token = load_admin_token(self.settings.admin_token_file)
         try:
             self.geo = GeoDB.open(self.settings.geoip)
@@ -276,7 +278,7 @@ class App:
                 for line in errors:
                     log.error("reload failed: %s", line)
             else:
-                for note in keep_serials_increasing(self.config, config):
+                for note in (*config.warnings, *keep_serials_increasing(self.config, config)):
                     log.warning("reload: %s", note)
                 await self.prober.update(config.checks)
                 self.fleet.set_config(config)

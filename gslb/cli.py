@@ -200,13 +200,17 @@ def cmd_check(args: argparse.Namespace) -> int:
     config, errors = load_config(args.directory)
     if args.geoip:
         errors += geo_errors(args.geoip)
+    for line in config.warnings if config is not None else ():
+        print(f"warning: {line}", file=sys.stderr)
     for line in errors:
         print(line, file=sys.stderr)
     if errors:
         print(f"{len(errors)} problem(s) found", file=sys.stderr)
         return 1
     names = ", ".join(zone.fqdn for zone in config.zones.values())
-    print(f"ok: {len(config.zones)} zone(s): {names}; {len(config.checks)} health check(s)")
+    warned = f"; {len(config.warnings)} warning(s)" if config.warnings else ""
+    print(f"ok: {len(config.zones)} zone(s): {names}; {len(config.checks)} health check(s)"
+          f"{warned}")  # fmt: skip
     return 0
 
 

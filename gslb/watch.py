@@ -1,6 +1,7 @@
 """Reload when the zone files change, by polling: no inotify, no extra dependency.
 
-A poll is a ``stat`` of each ``*.yaml``/``*.yml`` in one directory every second; that costs
+A poll is a ``stat`` of each zone file (``*.yaml``/``*.yml``, and the record files of split
+``<zone>.`` directories) every second; that costs
 nothing next to the DNS traffic, works on every filesystem (NFS, bind mounts, ConfigMaps whose
 symlinks are swapped) and cannot miss events the way a watch queue overflow can.
 
@@ -14,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import os
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gslb.config.load import ZONE_SUFFIXES
+from gslb.config.sources import watched_files
 
 log = logging.getLogger(__name__)
 
@@ -26,20 +26,15 @@ Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
 def fingerprint(directory: Path) -> Fingerprint:
-    """Name, inode, mtime and size of every zone file: a change to any of them shows here."""
+    """Name, inode, mtime and size of every zone file (split directories' record files too):
+    a change to any of them shows here."""
     entries = []
-    try:
-        with os.scandir(directory) as it:
-            for entry in it:
-                if not entry.name.endswith(ZONE_SUFFIXES):
-                    continue
-                try:
-                    st = entry.stat()  # follows symlinks, as the loader does
-                except OSError:
-                    continue  # vanished between listing and stat: the next poll sees it
-                entries.append((entry.name, st.st_ino, st.st_mtime_ns, st.st_size))
-    except OSError:
-        return ()  # directory gone or unreadable: the reload reports it
+    for path in watched_files(directory):
+        try:
+            st = path.stat()  # follows symlinks, as the loader does
+        except OSError:
+            continue  # vanished between listing and stat: the next poll sees it
+        entries.append((str(path.relative_to(directory)), st.st_ino, st.st_mtime_ns, st.st_size))
     return tuple(sorted(entries))
 
 

@@ -28,7 +28,7 @@ from gslb.config.model import (
     Rule,
     Target,
 )
-from gslb.config.records import hostname, ipv4, ipv6
+from gslb.config.values import hostname, ipv4, ipv6
 from gslb.health.spec import CheckSpec, from_octodns, parse_check
 
 STEPS = DEFAULT_CHAIN  # every step the policy chain knows, in the recommended order

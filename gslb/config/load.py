@@ -19,19 +19,23 @@ from dnslib import SOA as SOARD
 from dnslib import DNSBuffer
 
 from gslb.config import model
+from gslb.config.alias import resolve_aliases
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import AAAA, CNAME, A, DynamicRecord, Node, RRset, Zone
 from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_wire
-from gslb.config.records import MAX_TTL, PARSERS, SINGLE_VALUE, hostname
+from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
+from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.dnssec.settings import ZoneSigning, is_sidecar, load_signing
+from gslb.config.sources import ZONE_SUFFIXES, ZoneSource, zone_sources
+from gslb.config.values import hostname, name_wire
 from gslb.health.spec import CheckSpec
 
 DEFAULT_TTL = 3600  # octoDNS default
 DYNAMIC_TYPES = {"A", "AAAA", "CNAME"}
-RECORD_KEYS = {"type", "ttl", "value", "values", "dynamic", "octodns", "gslb"}
+RECORD_KEYS = {"type", "ttl", "value", "values", "dynamic", "octodns", "gslb", "geo"}
 SOA_TIMERS = {"refresh": 7200, "retry": 3600, "expire": 1209600, "minimum": 300}
-ZONE_SUFFIXES = (".yaml", ".yml")
+__all__ = ["Config", "load_config", "keep_serials_increasing", "ZONE_SUFFIXES"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +48,9 @@ class Config:
     loaded_at: float = field(default_factory=time.time)
     # zones signed online, from their ``<zone>.dnssec.yaml`` (gslb.dnssec.settings)
     signing: dict[bytes, ZoneSigning] = field(default_factory=dict)
+    # What loaded but deserves a look: skipped URLFWD records, ignored octoDNS geo blocks,
+    # ALIAS targets gslb cannot answer for, data hidden below a delegation or DNAME.
+    warnings: tuple[str, ...] = ()
 
     def zone_for(self, qname: bytes) -> Zone | None:
         """The closest enclosing zone we serve, or None (answer REFUSED)."""
@@ -83,15 +90,6 @@ class SerialClock:
 SERIALS = SerialClock()
 
 
-def zone_files(directory: Path) -> list[Path]:
-    """Every ``<zone>.yaml``; a zone's DNSSEC sidecar ``<zone>.dnssec.yaml`` is not a zone."""
-    return sorted(
-        p
-        for p in directory.iterdir()
-        if p.suffix in ZONE_SUFFIXES and p.is_file() and not is_sidecar(p)
-    )
-
-
 @contextmanager
 def gc_paused() -> Iterator[None]:
     """Loading creates millions of objects and no garbage cycles; the collector's repeated
@@ -114,59 +112,84 @@ def load_config(directory: str | Path) -> tuple[Config | None, list[str]]:
 
 def _load_config(directory: Path) -> tuple[Config | None, list[str]]:
     errors: list[str] = []
+    warnings: list[str] = []
     if not directory.is_dir():
         return None, [f"{directory}: not a directory"]
-    files = zone_files(directory)
-    if not files:
-        return None, [f"{directory}: no zone files (<zone>.yaml)"]
+    sources = zone_sources(directory)
+    if not sources:
+        return None, [f"{directory}: no zone files (<zone>.yaml or a <zone>. directory)"]
     zones: dict[bytes, Zone] = {}
     checks: dict[str, CheckSpec] = {}
     digest = hashlib.sha256()
-    for path in files:
-        raw = path.read_bytes()
-        digest.update(path.name.encode() + b"\0" + raw)
-        zone = load_zone(path, raw, checks, errors)
+    for source in sources:
+        zone = load_zone(source, directory, digest, checks, errors, warnings)
         if zone is not None:
             if zone.origin in zones:
-                errors.append(f"{path}: zone {zone.fqdn} defined twice")
+                errors.append(f"{zone.source}: zone {zone.fqdn} defined twice")
             zones[zone.origin] = zone
     signing = load_signing(directory, zones, errors)
     for settings in signing.values():
         digest.update(settings.fqdn.encode() + b"".join(k.dnskey_rdata for k in settings.keys))
     if errors:
         return None, errors
-    return Config(zones=zones, checks=checks, digest=digest.hexdigest(), signing=signing), []
+    resolve_aliases(zones, warnings)
+    config = Config(zones, checks, digest.hexdigest(), signing=signing, warnings=tuple(warnings))
+    return config, []
 
 
 def load_zone(
-    path: Path, raw: bytes, checks: dict[str, CheckSpec], errors: list[str]
+    source: ZoneSource,
+    directory: Path,
+    digest: Any,
+    checks: dict[str, CheckSpec],
+    errors: list[str],
+    warnings: list[str],
 ) -> Zone | None:
-    fqdn = path.name[: -len(path.suffix)].lower().rstrip(".") + "."
+    """One zone from its file, its split directory's files, or both (merged, as octoDNS)."""
+    first = source.files[0]
+    fqdn = source.fqdn.lower()
     try:
         origin = to_wire(fqdn)
     except NameError_ as exc:
-        errors.append(f"{path}: file name is not a zone name: {exc}")
+        errors.append(f"{first}: file name is not a zone name: {exc}")
         return None
+    singles = [p for p in source.files if p.parent == directory]
+    if len(singles) > 1:
+        errors.append(f"{singles[1]}: zone {fqdn} defined twice (also in {singles[0].name})")
+        return None
+    before = len(errors)
+    builder = ZoneBuilder(first, fqdn, origin, checks, errors, warnings)
+    for path in source.files:
+        raw = path.read_bytes()
+        digest.update(str(path.relative_to(directory)).encode() + b"\0" + raw)
+        data = read_records(path, raw, errors)
+        if data is None:
+            continue
+        builder.path = path
+        builder.names_in_file = set()
+        for key, value in data.items():
+            builder.add_name(key, value)
+    builder.path = singles[0] if singles else first.parent
+    zone = builder.finish()
+    return zone if len(errors) == before else None
+
+
+def read_records(path: Path, raw: bytes, errors: list[str]) -> Mapping | None:
     try:
         data = load_yaml(raw)
     except YamlError as exc:
         errors.append(f"{path}: {exc}")
         return None
     if data is None:
-        data = {}
+        return {}
     if not isinstance(data, Mapping):
         errors.append(f"{path}: top level must be a mapping of record names")
         return None
-    before = len(errors)
-    builder = ZoneBuilder(path, fqdn, origin, checks, errors)
-    for key, value in data.items():
-        builder.add_name(key, value)
-    zone = builder.finish()
-    return zone if len(errors) == before else None
+    return data
 
 
 class ZoneBuilder:
-    """Collects the records of one file into nodes, then checks the zone as a whole."""
+    """Collects the records of a zone's files into nodes, then checks the zone as a whole."""
 
     def __init__(
         self,
@@ -175,14 +198,20 @@ class ZoneBuilder:
         origin: bytes,
         checks: dict[str, CheckSpec],
         errors: list[str],
+        warnings: list[str],
     ) -> None:
         self.path, self.fqdn, self.origin = path, fqdn, origin
-        self.checks, self.errors = checks, errors
+        self.checks, self.errors, self.warnings = checks, errors, warnings
         self.nodes: dict[bytes, Node] = {}
         self.labels: dict[bytes, str] = {}  # wire name -> key as written, for messages
+        self.names_in_file: set[bytes] = set()  # a name may recur only in another split file
+        self.alias: tuple[bytes, int, str] | None = None  # (target, ttl, where) of the apex
 
     def error(self, key: str, message: str) -> None:
         self.errors.append(f'{self.path}: record "{key}": {message}')
+
+    def warn(self, key: str, message: str) -> None:
+        self.warnings.append(f'{self.path}: record "{key}": {message}')
 
     def add_name(self, key: Any, value: Any) -> None:
         key = "" if key is None else str(key)
@@ -197,11 +226,12 @@ class ZoneBuilder:
         except NameError_ as exc:
             self.error(key, str(exc))
             return
-        if name in self.nodes:
+        if name in self.names_in_file:
             self.error(key, "name listed twice (letter case does not make names distinct)")
             return
-        self.labels[name] = key
-        node = self.nodes[name] = Node(name)
+        self.names_in_file.add(name)
+        self.labels.setdefault(name, key)
+        node = self.nodes.setdefault(name, Node(name))
         records = value if isinstance(value, list) else [value]
         for index, record in enumerate(records):
             where = key if len(records) == 1 else f"{key}[{index}]"
@@ -211,26 +241,87 @@ class ZoneBuilder:
         if not isinstance(record, Mapping):
             self.error(where, "a record must be a mapping with type and value(s)")
             return
+        policy = RecordPolicy.read(record.get("octodns"))
+        for note in policy.notes:
+            self.warn(where, note)
+        mark = len(self.errors)
+        self.add_checked(node, key, where, record)
+        if policy.lenient and len(self.errors) > mark:
+            # octodns.lenient: octoDNS logs the record's problems instead of failing the zone.
+            for line in self.errors[mark:]:
+                self.warnings.append(f"{line} (octodns.lenient: loaded anyway)")
+            del self.errors[mark:]
+        for problem in policy.problems:
+            self.error(where, problem)
+
+    def add_checked(self, node: Node, key: str, where: str, record: Mapping) -> None:
         unknown = sorted(set(map(str, record)) - RECORD_KEYS)
         if unknown:
             self.error(where, f"unknown key {', '.join(unknown)}")
         rtype_name = str(record.get("type", "")).upper()
-        if rtype_name not in PARSERS:
+        if rtype_name == "URLFWD":
+            for problem in check_urlfwd(record):
+                self.error(where, problem)
+            self.warn(where, "URLFWD is a DNS provider's HTTP redirect service, not a DNS "
+                             "record type: no DNS server can serve it; skipped")  # fmt: skip
+            return
+        if rtype_name == "ALIAS":
+            self.add_alias(node, key, where, record)
+            return
+        rtype = TYPES.get(rtype_name)
+        if rtype is None:
             self.error(where, f'unknown type "{record.get("type")}"')
             return
-        rtype = PARSERS[rtype_name][0]
-        if rtype in node.rrsets or rtype in node.dynamic:
+        for problem in check_name(rtype_name, key):
+            self.error(where, problem)
+        if rtype.code in node.rrsets or rtype.code in node.dynamic:
             self.error(where, f"duplicate {rtype_name} record (merge the values into one)")
             return
         ttl = self.ttl(where, record)
+        if "geo" in record:
+            self.add_geo(where, rtype_name, record)
         if "dynamic" in record:
-            self.add_dynamic(node, key, where, rtype_name, rtype, ttl, record)
+            self.add_dynamic(node, key, where, rtype_name, rtype.code, ttl, record)
             return
         if "gslb" in record:
             self.error(where, "the gslb block only applies to dynamic records")
         rdatas = self.values(where, rtype_name, record)
         if rdatas is not None and ttl is not None:
-            node.rrsets[rtype] = RRset(node.name, rtype, ttl, rdatas)
+            node.rrsets[rtype.code] = RRset(node.name, rtype.code, ttl, rdatas)
+
+    def add_geo(self, where: str, rtype_name: str, record: Mapping) -> None:
+        """octoDNS's deprecated ``geo`` block: checked as octoDNS checks it, then served the way
+        every octoDNS target without GeoDNS support serves it: the record's own values to
+        every client. ``dynamic`` is the supported way to answer by location."""
+        problems = check_geo(rtype_name, record.get("geo"), TYPES[rtype_name].parse)
+        for problem in problems:
+            self.error(where, problem)
+        if not problems:
+            self.warn(where, "geo is octoDNS's deprecated GeoDNS block: gslb serves the "
+                             "record's values to every client, as octoDNS targets without "
+                             "geo support do; use dynamic to answer by location")  # fmt: skip
+
+    def add_alias(self, node: Node, key: str, where: str, record: Mapping) -> None:
+        """ALIAS at the apex (octoDNS refuses it elsewhere): resolved once every zone is
+        loaded, into the A/AAAA of its target (gslb.config.alias)."""
+        if key != "":
+            self.error(where, "ALIAS is only allowed at the zone apex (octoDNS: non-root ALIAS)")
+            return
+        if self.alias is not None:
+            self.error(where, "duplicate ALIAS record")
+            return
+        ttl = self.ttl(where, record)
+        if "dynamic" in record or "gslb" in record:
+            self.error(where, "ALIAS takes a target name; put dynamic on the target record")
+        items = self.raw_values(where, "ALIAS", record, single=True)
+        if items is None or ttl is None:
+            return
+        try:
+            target = name_wire(items[0])
+        except ValueError as exc:
+            self.error(where, f"value: {exc}")
+            return
+        self.alias = (target, ttl, f'{self.path}: record "{where}"')
 
     def ttl(self, where: str, record: Mapping) -> int | None:
         ttl = record.get("ttl", DEFAULT_TTL)
@@ -239,7 +330,7 @@ class ZoneBuilder:
             return None
         return ttl
 
-    def values(self, where: str, rtype_name: str, record: Mapping) -> tuple | None:
+    def raw_values(self, where: str, rtype_name: str, record: Mapping, single: bool) -> list | None:
         if "value" in record and "values" in record:
             self.error(where, "give value or values, not both")
             return None
@@ -248,15 +339,26 @@ class ZoneBuilder:
             self.error(where, "missing value")
             return None
         items = raw if isinstance(raw, list) else [raw]
-        if rtype_name in SINGLE_VALUE and len(items) != 1:
+        if single and len(items) != 1:
             self.error(where, f"{rtype_name} takes exactly one value")
             return None
-        parse = PARSERS[rtype_name][1]
+        return items
+
+    def values(self, where: str, rtype_name: str, record: Mapping) -> tuple | None:
+        rtype = TYPES[rtype_name]
+        items = self.raw_values(where, rtype_name, record, rtype.single)
+        if items is None:
+            return None
         rdatas, seen, ok = [], set(), True
         for index, item in enumerate(items):
             label = "value" if len(items) == 1 else f"value {index + 1}"
             try:
-                rdata = parse(item)
+                rdata = rtype.parse(item)
+            except Invalid as exc:
+                for reason in exc.reasons:
+                    self.error(where, f"{label}: {reason}")
+                ok = False
+                continue
             except ValueError as exc:
                 self.error(where, f"{label}: {exc}")
                 ok = False
@@ -294,8 +396,17 @@ class ZoneBuilder:
 
     def finish(self) -> Zone | None:
         apex = self.nodes.setdefault(self.origin, Node(self.origin))
+        # A name whose only records were skipped (URLFWD) holds nothing: NXDOMAIN, not NODATA.
+        self.nodes = {
+            name: node
+            for name, node in self.nodes.items()
+            if node.rrsets or node.dynamic or name == self.origin
+        }
+        self.labels.setdefault(self.origin, "")
         self.check_cnames()
+        self.check_alias(apex)
         cuts = self.check_delegations()
+        dnames = self.check_dnames(cuts)
         soa = self.soa(apex)
         if soa is None:
             return None
@@ -315,6 +426,8 @@ class ZoneBuilder:
             existing=frozenset(existing),
             cuts=frozenset(cuts),
             wildcards=any(name.startswith(b"\x01*") for name in self.nodes),
+            dnames=dnames,
+            alias=self.alias,
         )
 
     def check_cnames(self) -> None:
@@ -327,26 +440,52 @@ class ZoneBuilder:
             elif others:
                 self.error(self.labels[name], "CNAME must be the only record at its name")
 
+    def check_alias(self, apex: Node) -> None:
+        if self.alias is None:
+            return
+        clash = [t for t in (model.A, model.AAAA) if t in apex.rrsets or t in apex.dynamic]
+        if clash:
+            names = " and ".join(TYPE_LABEL[t] for t in clash)
+            self.error("", f"ALIAS answers A and AAAA at the apex: remove the apex {names}")
+
     def check_delegations(self) -> set[bytes]:
         cuts = {
             name
             for name, node in self.nodes.items()
             if name != self.origin and model.NS in node.rrsets
         }
+        at_cut = {model.NS, model.DS, model.A, model.AAAA}
         glue_types = {model.A, model.AAAA}
         for name, node in self.nodes.items():
             for cut in cuts:
                 if name == cut:
-                    extra = set(node.rrsets) - {model.NS, model.A, model.AAAA} or node.dynamic
+                    extra = set(node.rrsets) - at_cut or node.dynamic
                     if extra:
-                        self.error(self.labels[name], "a delegation point holds only NS and glue")
+                        self.error(self.labels[name], "a delegation point holds only NS, DS "
+                                                      "and glue")  # fmt: skip
                 elif is_below(name, cut) and (set(node.rrsets) - glue_types or node.dynamic):
-                    cut_key = self.labels[cut]
-                    self.error(
-                        self.labels[name],
-                        f'below the delegation "{cut_key}" only A/AAAA glue is allowed',
-                    )
+                    # RFC 1034 4.2.1: data below a cut is not ours; octoDNS loads it, and
+                    # so do we, but a resolver is sent to the delegation instead.
+                    self.warn(self.labels[name], f'below the delegation "{self.labels[cut]}": '
+                                                 "never answered (the delegation's servers "
+                                                 "are asked instead)")  # fmt: skip
         return cuts
+
+    def check_dnames(self, cuts: set[bytes]) -> dict[bytes, bytes]:
+        """RFC 6672: a DNAME redirects every name below its owner, so nothing may live there;
+        data that does is loaded but never answered (the synthesized CNAME wins)."""
+        dnames = {}
+        for name, node in self.nodes.items():
+            rrset = node.rrsets.get(model.DNAME)
+            if rrset is not None:
+                dnames[name] = rrset.rdatas[0].data
+        for name in self.nodes:
+            for owner in dnames:
+                if name != owner and is_below(name, owner):
+                    self.warn(self.labels[name], f'below the DNAME at "{self.labels[owner]}": '
+                                                 "never answered (the DNAME redirects every "
+                                                 "name below it)")  # fmt: skip
+        return dnames
 
     def soa(self, apex: Node) -> RRset | None:
         if model.SOA in apex.rrsets:
@@ -358,6 +497,9 @@ class ZoneBuilder:
         soa = RRset(self.origin, model.SOA, DEFAULT_TTL, (rdata,))
         apex.rrsets[model.SOA] = soa
         return soa
+
+
+TYPE_LABEL = {t.code: t.name for t in TYPES.values()}
 
 
 def serial_after(new: int, old: int) -> bool:

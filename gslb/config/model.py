@@ -14,22 +14,12 @@ from dnslib import RD
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
-# Query types we care about by number (RFC 1035 and successors).
-A, NS, CNAME, SOA, PTR, HINFO, MX, TXT, AAAA, SRV, OPT, CAA = (
-    1,
-    2,
-    5,
-    6,
-    12,
-    13,
-    15,
-    16,
-    28,
-    33,
-    41,
-    257,
-)
-DS, IXFR, AXFR, MAILB, MAILA, ANY = 43, 251, 252, 253, 254, 255
+# Type codes by number (RFC 1035 and successors; the IANA "Resource Record (RR) TYPEs").
+A, NS, CNAME, SOA, PTR, HINFO, MX, TXT = 1, 2, 5, 6, 12, 13, 15, 16
+AAAA, LOC, SRV, NAPTR, DNAME, OPT, DS, SSHFP = 28, 29, 33, 35, 39, 41, 43, 44
+RRSIG, NSEC, DNSKEY, NSEC3, NSEC3PARAM, TLSA, OPENPGPKEY = 46, 47, 48, 50, 51, 52, 61
+CDS, CDNSKEY, SVCB, HTTPS, SPF, NXNAME, URI, CAA = 59, 60, 64, 65, 99, 128, 256, 257
+IXFR, AXFR, MAILB, MAILA, ANY = 251, 252, 253, 254, 255
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +137,10 @@ class Zone:
     existing: frozenset[bytes]  # every node name plus every empty non-terminal
     cuts: frozenset[bytes]  # delegation points below the apex (names with NS)
     wildcards: bool  # whether any "*" owner exists (skip wildcard search otherwise)
+    # DNAME owners -> their target (wire), for RFC 6672 synthesis; empty = no search at all.
+    dnames: dict[bytes, bytes] = field(default_factory=dict)
+    # The apex ALIAS as written: (target wire name, TTL, "file: record" for messages).
+    alias: tuple[bytes, int, str] | None = None
 
     @property
     def serial(self) -> int:

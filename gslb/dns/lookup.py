@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from dnslib import RD
+from dnslib import CNAME as CNAMERD
+from dnslib import RD, DNSLabel
 
 from gslb.config import model
 from gslb.config.model import DynamicRecord, RRset, Zone
-from gslb.config.names import parent
-from gslb.dns.wire import NOERROR, NXDOMAIN
+from gslb.config.names import is_below, labels, parent
+from gslb.dns.wire import NOERROR, NXDOMAIN, YXDOMAIN
 
 Item = RRset | DynamicRecord
 HINFO_RFC8482 = RD(b"\x07RFC8482\x00")  # CPU "RFC8482", OS ""
@@ -72,6 +73,18 @@ def label_wire(label: object) -> bytes:
     return bytes(out)
 
 
+def dname(zone: Zone, owner: bytes, qname: bytes) -> Result:
+    """RFC 6672 section 3.1: the DNAME, then a CNAME from the query name to the same name under
+    the DNAME's target (TTL of the DNAME); the responder chases it when it lands in the zone.
+    A name that would grow past 255 bytes is YXDOMAIN, with the DNAME alone."""
+    rrset = zone.nodes[owner].rrsets[model.DNAME]
+    target = qname[: len(qname) - len(owner)] + zone.dnames[owner]
+    if len(target) > 255:
+        return Result(rcode=YXDOMAIN, answer=[rrset])
+    synthesized = RRset(qname, model.CNAME, rrset.ttl, (CNAMERD(DNSLabel(labels(target))),))
+    return Result(answer=[rrset, synthesized], cname_target=target)
+
+
 def wildcard_node(zone: Zone, qname: bytes) -> model.Node | None:
     """RFC 4592: the closest encloser's ``*`` child, when the name itself does not exist."""
     if not zone.wildcards:
@@ -82,9 +95,25 @@ def wildcard_node(zone: Zone, qname: bytes) -> model.Node | None:
     return zone.nodes.get(b"\x01*" + encloser)
 
 
+def find_dname(zone: Zone, qname: bytes) -> bytes | None:
+    """The highest DNAME owner strictly above ``qname`` (RFC 6672 section 3.2), if any."""
+    if not zone.dnames:
+        return None
+    found = None
+    name = qname
+    while name != zone.origin and name != b"\x00":
+        name = parent(name)
+        if name in zone.dnames:
+            found = name
+    return found
+
+
 def lookup(zone: Zone, qname: bytes, qtype: int) -> Result:
     """Answer ``qname``/``qtype`` from ``zone`` (which encloses ``qname``)."""
     cut = find_cut(zone, qname)
+    owner = find_dname(zone, qname)
+    if owner is not None and (cut is None or not is_below(owner, cut) or owner == cut):
+        return dname(zone, owner, qname)
     if cut is not None and not (qname == cut and qtype == model.DS):
         return referral(zone, cut)
     node = zone.nodes.get(qname)

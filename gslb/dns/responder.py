@@ -24,6 +24,7 @@ from gslb.config import model
 from gslb.config.load import Config
 from gslb.config.model import DynamicRecord, RRset
 from gslb.config.names import labels, to_wire
+from gslb.config.records import TYPE_NAMES
 from gslb.dns import lookup
 from gslb.dns.wire import (
     AA,
@@ -54,14 +55,9 @@ MAX_CHASE = 8
 CACHE_LIMIT = 100_000
 REPLAY_LIMIT = 50_000
 TCP_LIMIT = 65535
-QTYPE_LABELS = {
-    1: "A", 2: "NS", 5: "CNAME", 6: "SOA", 12: "PTR", 13: "HINFO", 15: "MX", 16: "TXT",
-    28: "AAAA", 33: "SRV", 43: "DS", 46: "RRSIG", 47: "NSEC", 48: "DNSKEY", 59: "CDS",
-    60: "CDNSKEY", 64: "SVCB", 65: "HTTPS", 128: "NXNAME", 251: "IXFR",
-    252: "AXFR", 255: "ANY", 257: "CAA",
-}  # fmt: skip
+QTYPE_LABELS = TYPE_NAMES  # the metric label of a query type; any other is "other"
 RCODE_LABELS = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
-                5: "REFUSED", 16: "BADVERS"}  # fmt: skip
+                5: "REFUSED", 6: "YXDOMAIN", 16: "BADVERS"}  # fmt: skip
 CHAOS_VERSION = {to_wire("version.bind."), to_wire("version.server.")}
 CHAOS_ID = {to_wire("id.server."), to_wire("hostname.bind.")}
 

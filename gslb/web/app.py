@@ -125,6 +125,7 @@ class WebServer:
                     for z in sorted(config.zones.values(), key=lambda z: z.fqdn)
                 ],
                 "checks": len(config.checks),
+                "warnings": list(config.warnings),
             },
             "last_reload": None if last is None else {
                 "ok": last.ok, "at": last.at, "digest": last.digest, "errors": last.errors,
