@@ -44,18 +44,41 @@ def unit_tests_server(tmp_path_factory, geo_db):
     ("name", "rtype", "expected"),
     [
         ("unit.tests", "A", {"1.2.3.4", "1.2.3.5"}),  # geo ignored: the record's own values
-        ("unit.tests", "SSHFP", {"1 1 bf6b6825d2977c511a475bbefb88aad54a92ac73",
-                                 "1 1 7491973e5f8b39d5327cd4e08bc81b05f7710b49"}),
+        (
+            "unit.tests",
+            "SSHFP",
+            {
+                "1 1 bf6b6825d2977c511a475bbefb88aad54a92ac73",
+                "1 1 7491973e5f8b39d5327cd4e08bc81b05f7710b49",
+            },
+        ),
         ("dname.unit.tests", "DNAME", {"unit.tests."}),
-        ("loc.unit.tests", "LOC", {"31 58 52.100 S 115 49 11.700 E 20.00m 10.00m 10.00m 2.00m",
-                                   "53 13 10.000 N 2 18 26.000 W 20.00m 10.00m 1000.00m 2.00m"}),
-        ("naptr.unit.tests", "NAPTR",
-         {'100 100 "U" "SIP+D2U" "!^.*$!sip:info@bar.example.com!" .',
-          '10 100 "S" "SIP+D2U" "!^.*$!sip:info@bar.example.com!" .'}),
+        (
+            "loc.unit.tests",
+            "LOC",
+            {
+                "31 58 52.100 S 115 49 11.700 E 20.00m 10.00m 10.00m 2.00m",
+                "53 13 10.000 N 2 18 26.000 W 20.00m 10.00m 1000.00m 2.00m",
+            },
+        ),
+        (
+            "naptr.unit.tests",
+            "NAPTR",
+            {
+                '100 100 "U" "SIP+D2U" "!^.*$!sip:info@bar.example.com!" .',
+                '10 100 "S" "SIP+D2U" "!^.*$!sip:info@bar.example.com!" .',
+            },
+        ),
         ("spf.unit.tests", "SPF", {'"v=spf1 ip4:192.168.0.1/16-all"'}),
-        ("txt.unit.tests", "TXT", {'"Bah bah black sheep"', '"have you any wool."',
-                                   '"v=DKIM1;k=rsa;s=email;h=sha256;p=A/kinda+of/long/string+'
-                                   'with+numb3rs"'}),
+        (
+            "txt.unit.tests",
+            "TXT",
+            {
+                '"Bah bah black sheep"',
+                '"have you any wool."',
+                '"v=DKIM1;k=rsa;s=email;h=sha256;p=A/kinda+of/long/string+with+numb3rs"',
+            },
+        ),
         ("ignored.unit.tests", "A", {"9.9.9.9"}),
     ],  # fmt: skip
 )
@@ -156,17 +179,30 @@ strict:
 @pytest.mark.parametrize(
     ("text", "reason"),
     [
-        ("www:\n  type: A\n  value: 192.0.2.1\n  octodns: {ignored: maybe}\n",
-         "octodns.ignored must be true or false"),
-        ("www:\n  type: A\n  value: 192.0.2.1\n  octodns: {excluded: route53}\n",
-         "octodns.excluded must be a list"),
-        ("www:\n  type: A\n  value: 192.0.2.1\n  octodns: {healthcheck: {protocol: FTP}}\n",
-         "invalid healthcheck protocol"),
-        ("www:\n  type: A\n  value: 192.0.2.1\n  geo: {EUROPE: [192.0.2.2]}\n", 'invalid geo "EUROPE"'),
-        ("www:\n  type: A\n  value: 192.0.2.1\n  geo: {EU: [300.0.0.1]}\n",
-         'geo EU: invalid IPv4 address "300.0.0.1"'),
-        ("u:\n  type: URLFWD\n  value: {code: 307, masking: 2, query: 0, path: /, target: x}\n",
-         'unrecognized code "307"'),
+        (
+            "www:\n  type: A\n  value: 192.0.2.1\n  octodns: {ignored: maybe}\n",
+            "octodns.ignored must be true or false",
+        ),
+        (
+            "www:\n  type: A\n  value: 192.0.2.1\n  octodns: {excluded: route53}\n",
+            "octodns.excluded must be a list",
+        ),
+        (
+            "www:\n  type: A\n  value: 192.0.2.1\n  octodns: {healthcheck: {protocol: FTP}}\n",
+            "invalid healthcheck protocol",
+        ),
+        (
+            "www:\n  type: A\n  value: 192.0.2.1\n  geo: {EUROPE: [192.0.2.2]}\n",
+            'invalid geo "EUROPE"',
+        ),
+        (
+            "www:\n  type: A\n  value: 192.0.2.1\n  geo: {EU: [300.0.0.1]}\n",
+            'geo EU: invalid IPv4 address "300.0.0.1"',
+        ),
+        (
+            "u:\n  type: URLFWD\n  value: {code: 307, masking: 2, query: 0, path: /, target: x}\n",
+            'unrecognized code "307"',
+        ),
     ],  # fmt: skip
 )
 def test_octodns_conventions_refuse_what_octodns_refuses(tmp_path, text, reason):
