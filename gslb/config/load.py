@@ -26,9 +26,9 @@ from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to
 from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
 from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
-from gslb.dnssec.settings import ZoneSigning, is_sidecar, load_signing
 from gslb.config.sources import ZONE_SUFFIXES, ZoneSource, zone_sources
 from gslb.config.values import hostname, name_wire
+from gslb.dnssec.settings import ZoneSigning, load_signing
 from gslb.health.spec import CheckSpec
 
 DEFAULT_TTL = 3600  # octoDNS default
