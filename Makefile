@@ -55,8 +55,8 @@ test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check gslb tests geoip
-	$(BIN)/ruff format --check gslb tests geoip
+	$(BIN)/ruff check gslb tests geoip contrib
+	$(BIN)/ruff format --check gslb tests geoip contrib
 
 check: $(VENV)/.installed
 	$(BIN)/gslb check $(ZONES)
@@ -125,10 +125,21 @@ endef
 test-dnssec: $(VENV)/.installed-test /usr/sbin/unbound /usr/sbin/kresd
 	$(BIN)/python -m pytest -q -m resolvers
 
-.PHONY: chromium test-console
+# promtool, from Debian's prometheus package (its service is not started by the install here).
+/usr/bin/promtool:
+	$(call apt,prometheus)
+
+.PHONY: chromium test-console test-rules
 chromium: /usr/bin/chromium
 
 # The status page in a real browser: every test marked `browser` (they are left out of
 # `make test`, which needs nothing but Python).
 test-console: $(VENV)/.installed-test /usr/bin/chromium
 	$(BIN)/python -m pytest -q -m browser
+
+# The Prometheus rules in contrib/prometheus: syntax, the example configuration that loads
+# them, and the unit tests that fire (and do not fire) every alert.
+test-rules: /usr/bin/promtool
+	promtool check rules contrib/prometheus/gslb-rules.yml
+	promtool check config contrib/prometheus/prometheus.yml
+	promtool test rules contrib/prometheus/tests/*.test.yml
