@@ -177,7 +177,7 @@ REFUSED = [
     ("_sip._tcp", {"type": "SRV", "value": {"priority": 1, "weight": 1, "target": "a.example."}}),
     ("caa", {"type": "CAA", "value": {"flags": 300, "tag": "issue", "value": "x"}}),
     ("sshfp", {"type": "SSHFP", "value": {"algorithm": 9, "fingerprint_type": 1,
-                                          "fingerprint": "bf6b6825d2977c511a475bbefb88aad54a92ac73"}}),
+                                          "fingerprint": HEX64[:40]}}),
     ("sshfp2", {"type": "SSHFP", "value": {"algorithm": 1, "fingerprint_type": 2,
                                            "fingerprint": "abcd"}}),
     ("tlsa", {"type": "TLSA", "value": {"certificate_usage": 5, "selector": 0,
