@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 import dns.message
 import pytest
 
+from gslb.dnssec.tools import keygen
 from tests.conftest import ZONE_HEAD, write_zone
 from tests.edges import EdgeThread
 from tests.server import ServerThread, wait_until
@@ -269,3 +270,18 @@ def test_page_stays_quick_to_render(server):
     started = time.perf_counter()
     page(server)
     assert time.perf_counter() - started < 2.0
+
+
+def test_zones_say_whether_they_are_signed(tmp_path, geo_db, server):
+    assert (
+        "example.com. " + str(next(iter(server.app.config.zones.values())).serial) + (" not signed")
+        in page(server).all_text
+    )
+    write_zone(tmp_path, "example.com", ZONE_HEAD)
+    (line,) = [x for x in keygen(tmp_path, "example.com", 13) if x.startswith("; key ")]
+    tag = line.split()[2].rstrip(",")
+    with ServerThread(tmp_path, geo_db) as signed:
+        text = page(signed).all_text
+    assert re.search(
+        rf"signed, key {tag} ECDSAP256SHA256, signatures valid [34]\.\d more days", text
+    )

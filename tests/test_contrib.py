@@ -18,6 +18,7 @@ import dns.message
 import pytest
 import yaml
 
+from gslb.dnssec.tools import keygen
 from tests.conftest import write_zone
 from tests.server import ServerThread
 from tests.test_web import CHECKED, HEAD, http
@@ -65,11 +66,11 @@ def exported_names(text: str) -> set[str]:
 def scrape(tmp_path_factory, geo_db, edge_thread) -> str:
     """/metrics of a server that has answered, probed, reloaded (once badly) and been abused."""
     zones = tmp_path_factory.mktemp("zones")
-    path = write_zone(
-        zones, "example.com", HEAD + CHECKED.replace("PORT", str(edge_thread.edge.port))
-    )
+    text = HEAD + CHECKED.replace("PORT", str(edge_thread.edge.port))
+    path = write_zone(zones, "example.com", text)
+    keygen(zones, "example.com", 13)  # signed online: the DNSSEC series exist too
     with ServerThread(zones, geo_db) as server:
-        query = dns.message.make_query("dyn.example.com", "A", use_edns=0)
+        query = dns.message.make_query("dyn.example.com", "A", use_edns=0, want_dnssec=True)
         server.udp(query)
         server.tcp(query)
         ecs = dns.edns.ECSOption("192.0.2.0", 24)
@@ -104,7 +105,8 @@ def test_the_live_server_really_has_the_series_behind_the_alerts(scrape):
                if line and not line.startswith("#")}  # fmt: skip
     for name in ("gslb_target_up", "gslb_answers_total", "gslb_config_info",
                  "gslb_config_last_reload_successful", "gslb_queries_total",
-                 "gslb_query_duration_seconds_bucket"):  # fmt: skip
+                 "gslb_query_duration_seconds_bucket", "gslb_dnssec_signature_expiry_days",
+                 "gslb_dnssec_signatures_total"):  # fmt: skip
         assert name in samples, name
     assert "gslb_config_last_reload_successful 0.0" in scrape  # the bad reload shows
 

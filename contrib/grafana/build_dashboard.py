@@ -103,6 +103,7 @@ def build() -> dict:
     answers(layout)
     health(layout)
     configuration(layout)
+    dnssec(layout)
     limits(layout)
     return dashboard(layout.panels)
 
@@ -224,6 +225,24 @@ def configuration(layout: Layout) -> None:
                      f"gslb_build_info{{{SEL}}}",
                      "The digest of the zone files each instance serves, and its version."),
                24, 6)  # fmt: skip
+
+
+def dnssec(layout: Layout) -> None:
+    layout.row("DNSSEC")
+    layout.add(series("Signatures", [
+        target(f"sum by (zone) (rate(gslb_dnssec_signatures_total{{{SEL}}}[{RATE}]))",
+               "computed {{zone}}"),
+        target(f"sum by (zone) (rate(gslb_dnssec_signature_cache_hits_total{{{SEL}}}[{RATE}]))",
+               "from cache {{zone}}", "B"),
+    ], "ops", "Signatures computed per second, and those taken from the signature cache."),
+        8, 8)  # fmt: skip
+    layout.add(series("Denials rationed", [target(
+        f"sum by (zone) (rate(gslb_dnssec_budget_dropped_total{{{SEL}}}[{RATE}]))", "{{zone}}")],
+        "ops", "Denials answered SERVFAIL because the zone's per-second ration of fresh "
+        "signatures was spent (random-name floods)."), 8, 8)  # fmt: skip
+    layout.add(series("Signature validity left", [target(
+        f"gslb_dnssec_signature_expiry_days{{{SEL}}}", "{{zone}} @ {{instance}}")],
+        "d", "Days until the signatures served now expire: 3 to 4 normally."), 8, 8)  # fmt: skip
 
 
 def limits(layout: Layout) -> None:

@@ -33,6 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from gslb import __version__
+from gslb.dnssec.status import describe as describe_signing
 from gslb.health.state import override_reason
 
 HERE = Path(__file__).parent
@@ -537,8 +538,10 @@ def config_section(app: Any, now: float) -> str:
     if config is None:
         parts.append("<p>No configuration loaded yet.</p>")
     else:
+        signing = getattr(config, "signing", {})
         zones = "".join(
             f'<tr><th scope="row">{escape(z.fqdn)}</th><td class="num">{z.serial}</td>'
+            f"<td>{dnssec_text(signing.get(z.origin))}</td>"
             f"<td><code>{escape(str(z.source))}</code></td></tr>"
             for z in sorted(config.zones.values(), key=lambda z: z.fqdn)
         )
@@ -548,6 +551,7 @@ def config_section(app: Any, now: float) -> str:
             f"{len(config.checks)} health check(s).</p>"
             '<table class="zones"><caption>Zones served</caption><thead><tr>'
             '<th scope="col">Zone</th><th scope="col" class="num">Serial</th>'
+            '<th scope="col">DNSSEC</th>'
             f'<th scope="col">File</th></tr></thead><tbody>{zones}</tbody></table>'
         )
     if last is not None:
@@ -555,6 +559,17 @@ def config_section(app: Any, now: float) -> str:
     return (
         '<section id="config" aria-labelledby="config-h"><h2 id="config-h">Configuration</h2>'
         f"{''.join(parts)}</section>"
+    )
+
+
+def dnssec_text(settings: Any) -> str:
+    """Signed or not; when signed, the key and how long the signatures served now stay valid."""
+    info = describe_signing(settings)
+    if not info["signed"]:
+        return "not signed"
+    return escape(
+        f"signed, key {info['key_tag']} {info['algorithm']}, "
+        f"signatures valid {info['days_until_expiry']:.1f} more days"
     )
 
 
