@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from gslb.config.load import Config, keep_serials_increasing, load_config
@@ -31,6 +31,9 @@ from gslb.metrics import Metrics, install_query_log
 from gslb.notify import Notifier
 from gslb.policy.chain import Engine
 from gslb.privileges import PrivilegeError, describe, drop_privileges
+from gslb.rum import settings as rum_settings
+from gslb.rum.metrics import RumCollector
+from gslb.rum.service import RumService, open_service
 from gslb.stats import Stats
 from gslb.watch import ZoneWatcher
 from gslb.workers import WorkerPool, WorkerSpec
@@ -58,6 +61,7 @@ class Settings:
     log_format: str = "plain"
     log_level: str = "info"
     state_dir: Path | None = None  # overrides.json lives here; None: overrides in memory only
+    rum: rum_settings.RumSettings = field(default_factory=rum_settings.RumSettings)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -95,6 +99,7 @@ class Settings:
             log_format=args.log_format,
             log_level=args.log_level,
             state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
+            rum=rum_settings.from_args(args),
         )
 
 
@@ -120,6 +125,7 @@ class App:
         self.responder: Responder | None = None
         self.prober: Prober | None = None
         self.fleet: FleetNode | None = None
+        self.rum: RumService | None = None
         self.dns: DnsServer | None = None
         self.pool: WorkerPool | None = None
         self.dns_bound: list[tuple[str, int]] = []
@@ -154,6 +160,7 @@ class App:
             raise StartupError(str(exc)) from None
         self.config = config
         self.engine = Engine(self.geo)
+        self.start_rum(config)
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
         install_query_log(self.responder, self.settings.query_log_sample)
@@ -174,6 +181,7 @@ class App:
         self.responder.set_health(self.fleet.view)
         sockets = await self.bind_dns()
         await self.start_web()
+        self.rum.start()
         self.drop_privileges()
         await self.start_dns(sockets)
         self.last_reload = ReloadResult(True, [], digest=config.digest)
@@ -237,7 +245,8 @@ class App:
                           udp_batch=self.settings.udp_batch,
                           query_log_sample=self.settings.query_log_sample,
                           log_format=self.settings.log_format,
-                          log_level=self.settings.log_level)  # fmt: skip
+                          log_level=self.settings.log_level,
+                          asn_db=str(self.settings.rum.asn_db or "") or None)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
             await self.pool.start(spec, self.config, self.fleet.view)
@@ -247,8 +256,34 @@ class App:
                 tcp.close()
         self.dns_bound = list(endpoints)
 
+    def start_rum(self, config: Config) -> None:
+        """Real-user measurements: ingestion and the decisions task (gslb.rum)."""
+        try:
+            self.rum = open_service(self.settings.rum, self.geo, self.on_rum)
+        except (OSError, ValueError) as exc:
+            raise StartupError(f"RUM: {exc}") from None
+        self.rum.configure(config)
+        self.engine.asn = self.rum.ingest.asn
+        self.metrics.registry.register(RumCollector(self.rum))
+
+    def on_rum(self, snapshot: object) -> None:
+        """New RUM decisions: republish the current view with them attached."""
+        if self.fleet is not None:
+            self.on_health(self.fleet.view)
+
+    def explain_view(self) -> HealthView:
+        """The view answers use, with the RUM figures of the latest round (the published
+        snapshot has the same sets; its figures may be a few rounds old)."""
+        view = self.responder.health
+        if self.rum is not None and self.rum.latest is not None:
+            view = replace(view, rum=self.rum.latest)
+        return view
+
     def on_health(self, view: HealthView) -> None:
-        """Every new health view goes to the in-process responder and to every worker."""
+        """Every new health view goes to the in-process responder and to every worker, with
+        the latest RUM decisions attached."""
+        if self.rum is not None and self.rum.snapshot is not None:
+            view = replace(view, rum=self.rum.snapshot)
         self.responder.set_health(view)
         if self.pool is not None:
             self.pool.push_health(view)
@@ -282,6 +317,7 @@ class App:
                     log.warning("reload: %s", note)
                 await self.prober.update(config.checks)
                 self.fleet.set_config(config)
+                self.rum.configure(config)
                 self.config = config
                 self.responder.set_config(config)
                 if self.pool is not None:
@@ -308,6 +344,8 @@ class App:
             await self.pool.stop()
         if self.web is not None:
             await self.web.stop()
+        if self.rum is not None:
+            await self.rum.stop()
         if self.prober is not None:
             await self.prober.stop()
         if self.geo is not None:

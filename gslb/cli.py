@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 from gslb import GEOIP_ATTRIBUTION, __version__
+from gslb.rum import settings as rum_settings
 
 DEFAULT_ZONES = "zones"
 DEFAULT_DNS = "127.0.0.1:5300"
@@ -94,6 +95,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="log one query in N (default 0: off)",
     )
+
+    rum_settings.add_arguments(serve)
 
     check = sub.add_parser("check", help="validate a zones directory, print every problem")
     check.add_argument("directory", nargs="?", default=DEFAULT_ZONES)

@@ -43,6 +43,7 @@ class WorkerSpec:
     query_log_sample: int = 0  # log one query in N (gslb.metrics.install_query_log)
     log_format: str = "plain"  # a spawned worker starts with no logging set up
     log_level: str = "info"
+    asn_db: str | None = None  # --asn-db: the RUM ASN level (gslb.rum.network.AsnDB)
 
 
 def pickle_config(config: Config) -> bytes:
@@ -223,6 +224,10 @@ class WorkerProcess:
         try:
             geo = GeoDB.open(self.spec.geoip)
             engine = Engine(geo)
+            if self.spec.asn_db is not None:
+                from gslb.rum.network import AsnDB
+
+                engine.asn = AsnDB.open(self.spec.asn_db)
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
             install_query_log(self.responder, self.spec.query_log_sample)

@@ -30,8 +30,9 @@ from gslb.config.model import (
 )
 from gslb.config.values import hostname, ipv4, ipv6
 from gslb.health.spec import CheckSpec, from_octodns, parse_check
+from gslb.rum.config import parse_rum, with_rum
 
-STEPS = DEFAULT_CHAIN  # every step the policy chain knows, in the recommended order
+STEPS = (*DEFAULT_CHAIN[:2], "rum", *DEFAULT_CHAIN[2:])  # every step, in the recommended order
 STATUSES = ("up", "down", "obey")
 MAX_ANSWERS = 8  # Route 53 multivalue answers stop at 8 as well
 MAX_TTL = 2**31 - 1
@@ -53,6 +54,7 @@ GSLB_KEYS = (
     "check",
     "origin_check",
     "targets",
+    "rum",
 )
 TARGET_KEYS = ("cost", "check", "lat", "lon", "pops")
 POP_KEYS = ("name", "lat", "lon", "addresses", "check")
@@ -216,6 +218,8 @@ class _Parser:
         make_check = self.check_factory(gslb.get("check"), self.healthcheck(data.get("octodns")))
         built = {value: self.build_target(value, extras, make_check) for value in sorted(in_pools)}
         origin_targets = self.origin_targets(gslb.get("origin_check"), origin, extras, make_check)
+        rum = parse_rum(gslb, self.rdata, in_pools, self.error)
+        options = with_rum(options, rum, "chain" in gslb, self.error)
         if self.failed() or options is None or rules is None:
             return None
         first_check = origin_targets[0].check if origin_targets else None
@@ -238,6 +242,7 @@ class _Parser:
             rules=rules,
             options=replace(options, origin_check=first_check),
             origin_targets=origin_targets,
+            rum=rum,
         )
 
     def gslb_block(self, raw: Any) -> Mapping:

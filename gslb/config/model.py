@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass, field
+from typing import Any
 
 from dnslib import RD
 
@@ -110,6 +111,7 @@ class DynamicRecord:
     options: GslbOptions = field(default_factory=GslbOptions)
     # The origin values as Targets (cost, PoPs, origin check); empty = plain ``origin`` values.
     origin_targets: tuple[Target, ...] = ()
+    rum: Any = None  # gslb.rum.config.RumOptions: steering by real-user measurements
 
 
 @dataclass(slots=True)

@@ -60,6 +60,9 @@ class HealthView:
     regional: Mapping[str, HealthView] = field(default_factory=_empty)
     varies: frozenset[str] = frozenset()
     region_of: RegionOf | None = None
+    # Real-user measurement decisions (gslb.rum.snapshot.Snapshot), attached by the app to
+    # every view it publishes: a new snapshot reaches workers and clears caches like health.
+    rum: Any = None
 
     def state(self, check: str | None) -> CheckState | None:
         return None if check is None else self.states.get(check)
@@ -85,11 +88,11 @@ class HealthView:
         """Plain picklable data for worker processes (``from_wire`` rebuilds the view)."""
         regional = {name: view.to_wire() for name, view in self.regional.items()}
         return (self.version, dict(self.states), dict(self.targets), regional,
-                self.varies, self.region_of)  # fmt: skip
+                self.varies, self.region_of, self.rum)  # fmt: skip
 
     @classmethod
     def from_wire(cls, data: tuple) -> HealthView:
-        version, states, targets, regional, varies, region_of = data
+        version, states, targets, regional, varies, region_of, rum = data
         return cls(
             version,
             MappingProxyType(states),
@@ -97,6 +100,7 @@ class HealthView:
             MappingProxyType({name: cls.from_wire(v) for name, v in regional.items()}),
             varies,
             region_of,
+            rum,
         )
 
     def effective(self, check: str | None) -> str:

@@ -16,7 +16,7 @@ from typing import Any
 
 from gslb.config.model import DynamicRecord
 from gslb.health.view import HealthView
-from gslb.policy import cost, health, performance, proximity, rules, weighted
+from gslb.policy import cost, health, performance, proximity, rules, rum, weighted
 from gslb.policy.client import (
     STICKY_PREFIX,
     Address,
@@ -33,6 +33,7 @@ from gslb.policy.weighted import Prepared
 STEPS: dict[str, Step] = {
     "rules": rules.step,
     "health": health.step,
+    "rum": rum.step,
     "performance": performance.step,
     "proximity": proximity.step,
     "cost": cost.step,
@@ -54,7 +55,8 @@ class Answer:
 class Compiled:
     """A record prepared for matching: built once per record object, reused per query."""
 
-    __slots__ = ("record", "rules", "steps", "weighted", "proximity", "seed_rules", "fixed")
+    __slots__ = ("record", "rules", "steps", "weighted", "proximity", "seed_rules", "fixed",
+                 "rum")  # fmt: skip
 
     def __init__(self, record: DynamicRecord) -> None:
         chain = record.options.chain
@@ -69,6 +71,7 @@ class Compiled:
         # No subnet, geo or proximity input: every client gets the catch-all, scope 0.
         uses_client = not self.seed_rules and (self.rules.has_subnets or self.rules.has_geos)
         self.fixed = None
+        self.rum = (record.fqdn, record.rtype) if "rum" in chain else None
         if not uses_client and not self.proximity:
             self.fixed = Match(self.rules.catch_all, "catch-all", 0)
 
@@ -94,6 +97,7 @@ class Engine:
         cache_size: int = 65536,
     ) -> None:
         self.geo = geo
+        self.asn = None  # gslb.rum.network.AsnDB (--asn-db): the RUM ASN level
         self._locate = geo.locate if geo is not None else None
         self.rng = rng if rng is not None else random.Random()
         self.cache_size = cache_size
@@ -150,7 +154,8 @@ class Engine:
         # Proximity reads only the client's coordinates: key on them, not on the network, so
         # the thousands of networks that share a point (a country hub) share one decision.
         where = (location.lat, location.lon) if comp.proximity and location is not None else 0
-        key = (id(comp), match.index, where, region)
+        decision, rum_scope = self.rum_decision(comp, address, source, match, health)
+        key = (id(comp), match.index, where, region, decision)
         prepared = self._cache.get(key)
         if prepared is None:
             self.misses += 1
@@ -158,12 +163,12 @@ class Engine:
                 self._cache.clear()
             client = Client(address, source, location, match.located)
             view = health.for_region(region)
-            prepared = self.run(comp, client, match, view, NULL_TRACE)
+            prepared = self.run(comp, client, match, view, NULL_TRACE, decision)
             prepared.pins = (comp,)  # its id() is in the key: keep it alive
             self._cache[key] = prepared
         else:
             self.hits += 1
-        scope = self.scope(prepared, match, address, source)
+        scope = max(self.scope(prepared, match, address, source), rum_scope)
         key = sticky_key(address) if prepared.sticky else 0
         if client_key is not None:
             if len(self._front) >= self.cache_size:
@@ -180,6 +185,19 @@ class Engine:
             match = replace(match, location=self._locate(address), located=True)
         return match, health.region_of(match.location)
 
+    def rum_decision(
+        self, comp: Compiled, address: Address, source: int | None, match: Match,
+        health: HealthView,
+    ) -> tuple[Any, int]:  # fmt: skip
+        """The RUM decision for this client's network (gslb.rum.snapshot) and the ECS scope
+        it depends on; (None, 0) when the record has no rum step or no level has data."""
+        if comp.rum is None or health.rum is None:
+            return None, 0
+        location = match.location
+        if not match.located and self._locate is not None:
+            location = self._locate(address)
+        return health.rum.lookup(comp.rum, address, source, location, self.asn)
+
     def compile(self, record: DynamicRecord) -> Compiled:
         if len(self._compiled) >= 4096:  # old records after many reloads
             self._compiled.clear()
@@ -195,11 +213,12 @@ class Engine:
         return comp.rules.match(address, source, self._locate, comp.proximity)
 
     def run(
-        self, comp: Compiled, client: Client, match: Match, view: HealthView, trace: NullTrace
-    ) -> Prepared:
+        self, comp: Compiled, client: Client, match: Match, view: HealthView, trace: NullTrace,
+        rum_decision: Any = None,
+    ) -> Prepared:  # fmt: skip
         """Run the record's chain; everything up to (not including) the per-query pick."""
         record = comp.record
-        ctx = Context(record, record.options, client, view, match, trace)
+        ctx = Context(record, record.options, client, view, match, trace, rum=rum_decision)
         cands: list[Candidate] = []
         if comp.seed_rules:
             rule = record.rules[match.index]
@@ -210,10 +229,11 @@ class Engine:
         return weighted.prepare(ctx, cands, comp.weighted)
 
     def finish(
-        self, prepared: Prepared, match: Match, address: Address, source: int | None
-    ) -> Answer:
+        self, prepared: Prepared, match: Match, address: Address, source: int | None,
+        rum_scope: int = 0,
+    ) -> Answer:  # fmt: skip
         """The per-query part: scope, then the weighted pick (memoised Answer objects)."""
-        scope = self.scope(prepared, match, address, source)
+        scope = max(self.scope(prepared, match, address, source), rum_scope)
         return self.pick(prepared, scope, sticky_key(address) if prepared.sticky else 0)
 
     @staticmethod
@@ -258,8 +278,9 @@ class Engine:
         client = Client(address, source, match.location, match.located)
         trace = Trace()
         view = health.for_region(region)
-        prepared = self.run(comp, client, match, view, trace)
-        answer = self.finish(prepared, match, address, source)
+        decision, rum_scope = self.rum_decision(comp, address, source, match, health)
+        prepared = self.run(comp, client, match, view, trace, decision)
+        answer = self.finish(prepared, match, address, source, rum_scope)
         rule = record.rules[match.index]
         return {
             "record": record.fqdn,

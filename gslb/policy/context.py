@@ -162,6 +162,7 @@ class Context:
     pool: str | None = None  # pool currently answering; None = origin
     reason: str = "pool"  # rule | pool | fallback | origin | fail-open | exhausted
     used_location: bool = False  # a step's outcome depended on the client's coordinates
+    rum: Any = None  # gslb.rum.snapshot.Decision for this client, looked up by the engine
 
 
 Step = Callable[[Context, list[Candidate]], list[Candidate]]

@@ -33,6 +33,7 @@ from gslb.fleet.node import OverrideRefused
 from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
 from gslb.web.console import Console
+from gslb.web.rum import RumRoutes
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +72,10 @@ class WebServer:
         router.add_get("/metrics", self.metrics)
         router.add_get("/status", self.status)
         router.add_get("/explain", self.explain)
+        if getattr(self.app, "rum", None) is not None:
+            rum = RumRoutes(self.app)
+            rum.add_public(router)
+            rum.add_admin(router)
         router.add_get("/fleet", self.fleet)
         router.add_post("/admin/reload", self.admin_reload)
         router.add_post("/admin/measurements", self.admin_measurement)
@@ -145,7 +150,7 @@ class WebServer:
             return error(400, str(exc))
         if record is None:
             return error(404, f"{name}: no dynamic {qtype} record")
-        trace = self.app.engine.explain(record, resolver, ecs, self.app.fleet.view)
+        trace = self.app.engine.explain(record, resolver, ecs, self.app.explain_view())
         zone = self.app.config.zone_for(record.name)
         trace["dnssec"] = describe_signing(self.app.config.signing.get(zone.origin))
         return json_response(trace)

@@ -1,0 +1,105 @@
+"""The immutable RUM snapshot the DNS path reads: per record, per level, per key, a decision.
+
+Built off the answer path (``gslb.rum.service``) every few seconds and published inside the
+health view, so the answer path never waits for ingestion. A query costs one dict lookup per
+level at most (finest first): its /24 or /48, its ASN within its country (with ``--asn-db``),
+its country, its continent, global. The decision says which targets the ``rum`` step drops
+and why, with the figures ``explain`` shows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from gslb.rum.network import GLOBAL, PREFIX, AsnDB, asn_key, prefix_key
+
+
+@dataclass(frozen=True, slots=True)
+class TargetFigures:
+    """One target at the deciding level key, as the decision saw it."""
+
+    target: str
+    n: float
+    p50: float | None
+    p90: float | None
+    availability: float
+    verdict: str  # kept | dropped | unmeasured
+    why: str
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class Decision:
+    """What the ``rum`` step does for every client of one level key. Hashed by identity: the
+    engine's decision cache keys on it, and a snapshot holds each decision once."""
+
+    level: str
+    key: str  # readable: "198.51.100.0/24", "AS64500-DE", "DE", "EU", "*"
+    dropped: dict[str, str]  # target value -> why it leaves
+    figures: tuple[TargetFigures, ...]
+    samples: float  # fetches behind this decision, all targets
+    since: float  # wall-clock time the set last changed
+
+
+@dataclass(frozen=True, slots=True)
+class RecordDecisions:
+    """One record's decisions by level (finest first), keys as ``gslb.rum.network`` makes."""
+
+    levels: tuple[str, ...]
+    by_level: dict[str, dict[Any, Decision]]  # level -> {key: Decision}
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    records: dict[tuple[str, int], RecordDecisions] = field(default_factory=dict)
+    built_at: float = 0.0  # wall clock, for explain
+    serial: int = 0
+
+    def lookup(
+        self,
+        record: tuple[str, int],
+        address: Any,
+        source: int | None,
+        location: Any,
+        asn: AsnDB | None,
+    ) -> tuple[Decision | None, int]:
+        """The decision for a client and the ECS scope it depends on: the deciding level's
+        prefix (its /24 or /48, the ASN or GeoIP network that placed it), never longer than
+        the query's source prefix. (None, 0) when no level has enough data."""
+        decisions = self.records.get(record)
+        if decisions is None:
+            return None, 0
+        for level in decisions.levels:
+            keys = decisions.by_level.get(level)
+            if not keys:
+                continue
+            decision, scope = _find(level, keys, address, source, location, asn)
+            if decision is not None:
+                return decision, scope if source is None else min(scope, source)
+        return None, 0
+
+
+def _find(
+    level: str, keys: Any, address: Any, source: int | None, location: Any, asn: AsnDB | None
+) -> tuple[Decision | None, int]:
+    geo_prefix = location.network.prefixlen if location is not None else 0
+    if level == "prefix":
+        width = PREFIX[address.version]
+        if source is not None and source < width:
+            return None, 0  # the query does not say which /24 the client is in
+        return keys.get(prefix_key(address)), width
+    if level == "global":
+        return keys.get(GLOBAL), 0
+    country = getattr(location, "country", None) if location is not None else None
+    if level == "asn":
+        found = asn.lookup(address) if asn is not None else None
+        if found is None:
+            return None, 0
+        return keys.get(asn_key(found[0], country)), max(found[1], geo_prefix)
+    key = country if level == "country" else getattr(location, "continent", None)
+    if key is None:
+        return None, 0
+    return keys.get(key), geo_prefix
+
+
+EMPTY = Snapshot()
