@@ -298,7 +298,7 @@ class Responder:
                             transport)] += 1  # fmt: skip
         question = data[12 : query.question_end] if keep_question and query.qname else b""
         opt = b""
-        if query.opt is not None and rcode != FORMERR:
+        if query.opt is not None:  # an OPT that was well formed: RFC 6891 section 7
             opt = opt_record(query.opt, ext_rcode=rcode >> 4)
         flags = reply_flags(query.flags, rcode & 0xF, aa=False)
         return header(query.id, flags, 1 if question else 0, 0, 0, 1 if opt else 0) + question + opt

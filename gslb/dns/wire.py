@@ -30,12 +30,15 @@ DO_BIT = 0x8000
 
 
 class FormatError(Exception):
-    """Malformed message. ``query`` is set when the header (and maybe question) was readable."""
+    """Malformed message. ``query`` is set when the header (and maybe question) was readable;
+    ``opt`` when a well-formed OPT was read before the problem (the FORMERR then carries one,
+    RFC 6891 section 7)."""
 
-    def __init__(self, reason: str, query: Query | None = None) -> None:
+    def __init__(self, reason: str, query: Query | None = None, opt: Opt | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.query = query
+        self.opt = opt
 
 
 @dataclass(slots=True)
@@ -101,21 +104,34 @@ def read_name(data: bytes, pos: int) -> int:
 
 
 def skip_name(data: bytes, pos: int) -> int:
-    """Position after a possibly compressed name; pointers are not followed, so no loops."""
+    """Position after a possibly compressed name. Pointers are followed only to check them:
+    each must point strictly backwards (so no loop can form), and the whole name must fit in
+    255 bytes (RFC 1035 sections 3.1 and 4.1.4)."""
     end = len(data)
+    after = None  # where the name ends in the message (after its first pointer)
+    length = 0
     while True:
         if pos >= end:
             raise FormatError("name runs past the end")
-        length = data[pos]
-        if length == 0:
-            return pos + 1
-        if length & 0xC0 == 0xC0:
+        label = data[pos]
+        if label == 0:
+            return pos + 1 if after is None else after
+        if label & 0xC0 == 0xC0:
             if pos + 2 > end:
                 raise FormatError("truncated pointer")
-            return pos + 2
-        if length > 63:
+            target = ((label & 0x3F) << 8) | data[pos + 1]
+            if target >= pos:
+                raise FormatError("compression pointer does not point backwards")
+            if after is None:
+                after = pos + 2
+            pos = target
+            continue
+        if label > 63:
             raise FormatError("unknown label type")
-        pos += 1 + length
+        length += 1 + label
+        if length > 254:
+            raise FormatError("name longer than 255 bytes")
+        pos += 1 + label
 
 
 def parse_query(data: bytes) -> Query:
@@ -125,8 +141,9 @@ def parse_query(data: bytes) -> Query:
     ident, flags, qdcount, ancount, nscount, arcount = HEADER.unpack_from(data)
     query = Query(ident, flags, qdcount)
     if qdcount != 1:
+        query.opt = opt_of_odd_query(data, qdcount, ancount + nscount, arcount)
         if qdcount == 0 or query.opcode != 0:
-            return query  # caller answers FORMERR / NOTIMP from the header alone
+            return query  # caller answers FORMERR / NOTIMP, with an OPT when one was read
         raise FormatError("QDCOUNT must be 1", query)
     try:
         end = read_name(data, 12)
@@ -146,23 +163,50 @@ def parse_query(data: bytes) -> Query:
                 return query
         query.opt = parse_records(data, pos, ancount + nscount, arcount)
     except FormatError as exc:
+        query.opt = exc.opt
         raise FormatError(exc.reason, query) from None
     return query
 
 
+def opt_of_odd_query(data: bytes, qdcount: int, skip: int, arcount: int) -> Opt | None:
+    """The OPT of a message with no or several questions, when the rest is well formed: the
+    FORMERR (or NOTIMP) answering it carries an OPT too (RFC 6891 section 7)."""
+    pos = 12
+    try:
+        for _ in range(qdcount):
+            pos = skip_name(data, pos) + 4
+            if pos > len(data):
+                return None
+        return parse_records(data, pos, skip, arcount)
+    except FormatError as exc:
+        return exc.opt
+
+
+FIXED_RDATA = {(1, 1): 4, (28, 1): 16}  # (type, class IN): A and AAAA have one exact size
+
+
 def parse_records(data: bytes, pos: int, skip: int, arcount: int) -> Opt | None:
-    """Skip answer/authority records, read the additional section looking for OPT."""
+    """Walk answer/authority/additional, checking every record's framing; return the OPT.
+
+    A malformed record anywhere makes the message FORMERR (RFC 1035 section 4.1); a
+    well-formed OPT read before it is attached to the error so the reply can carry an OPT."""
     opt = None
     for index in range(skip + arcount):
         owner = pos
-        pos = skip_name(data, pos)
-        if pos + 10 > len(data):
-            raise FormatError("record runs past the end")
-        rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
-        pos += 10
-        rdata_end = pos + rdlength
-        if rdata_end > len(data):
-            raise FormatError("rdata runs past the end")
+        try:
+            pos = skip_name(data, pos)
+            if pos + 10 > len(data):
+                raise FormatError("record runs past the end")
+            rtype, rclass, ttl, rdlength = RR_FIXED.unpack_from(data, pos)
+            pos += 10
+            rdata_end = pos + rdlength
+            if rdata_end > len(data):
+                raise FormatError("rdata runs past the end")
+            size = FIXED_RDATA.get((rtype, rclass))
+            if size is not None and rdlength != size:
+                raise FormatError(f"type {rtype} rdata of {rdlength} bytes")
+        except FormatError as exc:
+            raise FormatError(exc.reason, opt=opt) from None
         if rtype == OPT_TYPE:
             if index < skip:
                 raise FormatError("OPT outside the additional section")
@@ -173,7 +217,7 @@ def parse_records(data: bytes, pos: int, skip: int, arcount: int) -> Opt | None:
             opt = parse_opt(data, pos, rdata_end, rclass, ttl)
         pos = rdata_end
     if pos != len(data):
-        raise FormatError("trailing bytes after the last record")
+        raise FormatError("trailing bytes after the last record", opt=opt)
     return opt
 
 
