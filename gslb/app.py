@@ -12,7 +12,7 @@ import logging
 import os
 import signal
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from gslb.config.load import Config, keep_serials_increasing, load_config
@@ -20,6 +20,7 @@ from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
 from gslb.dnssec.window import WindowClock, clock_problem
+from gslb.fleet.config import FleetSettings, fleet_settings
 from gslb.fleet.node import FleetNode
 from gslb.fleet.overrides import OverrideBook
 from gslb.geo import GeoDB, GeoError, default_db_path
@@ -62,6 +63,8 @@ class Settings:
     log_level: str = "info"
     state_dir: Path | None = None  # overrides.json lives here; None: overrides in memory only
     rum: rum_settings.RumSettings = field(default_factory=rum_settings.RumSettings)
+    fleet: FleetSettings | None = None  # None: standalone (a fleet of one)
+    probe_source: str | None = None  # local address probes leave from (this vantage point)
 
     @classmethod
     def from_args(cls, args: argparse.Namespace) -> Settings:
@@ -98,9 +101,14 @@ class Settings:
             udp_batch=args.udp_batch,
             log_format=args.log_format,
             log_level=args.log_level,
-            state_dir=Path(args.state_dir) if getattr(args, "state_dir", None) else None,
+            state_dir=Path(args.state_dir) if args.state_dir else None,
             rum=rum_settings.from_args(args),
-        )
+            fleet=fleet_settings(
+                args.fleet, args.node, args.region,
+                Path(args.fleet_config) if args.fleet_config else None,
+            ),
+            probe_source=args.probe_source,
+        )  # fmt: skip
 
 
 @dataclass(slots=True)
@@ -167,7 +175,7 @@ class App:
         self.window_clock = WindowClock(self.responder)  # new signature window at midnight
         self.window_clock.start()
         warn_about_clock(config)
-        self.prober = Prober()
+        self.prober = Prober(source=self.settings.probe_source)
         self.fleet = self.make_fleet(self.prober)
         self.prober.on_change = self.fleet.on_local
         self.metrics.attach(self.prober.events)
@@ -176,6 +184,7 @@ class App:
         await self.prober.start()
         await self.prober.update(config.checks)
         self.fleet.set_config(config)
+        await self.fleet.start()  # connects in the background, never waits for the engine
         if self.settings.probe_wait:
             await self.prober.first_round(timeout=max_timeout(config))
         self.responder.set_health(self.fleet.view)
@@ -203,7 +212,17 @@ class App:
             log.warning("state: %s", problem)
         if book.items:
             log.info("state: %d override(s) restored from %s", len(book.items), book.path)
-        return FleetNode(prober, book, self.on_health)
+        fleet = self.settings.fleet
+        if fleet is None:
+            return FleetNode(prober, book, self.on_health)
+        from gslb.fleet.jetstream import JetStreamEngine
+
+        node = FleetNode(prober, book, self.on_health, node=fleet.node, region=fleet.region,
+                         freshness=fleet.freshness, region_of=fleet.regions)  # fmt: skip
+        node.engine = JetStreamEngine(fleet, node)
+        log.info("fleet: node %s in region %s, engine %s (connecting in the background)",
+                 fleet.node, fleet.region, ", ".join(fleet.servers))  # fmt: skip
+        return node
 
     async def bind_dns(self) -> list[tuple]:
         """Bind the DNS sockets (privileged ports need root) without serving on them yet;
@@ -276,14 +295,14 @@ class App:
         snapshot has the same sets; its figures may be a few rounds old)."""
         view = self.responder.health
         if self.rum is not None and self.rum.latest is not None:
-            view = replace(view, rum=self.rum.latest)
+            view = view.with_rum(self.rum.latest)
         return view
 
     def on_health(self, view: HealthView) -> None:
         """Every new health view goes to the in-process responder and to every worker, with
         the latest RUM decisions attached."""
         if self.rum is not None and self.rum.snapshot is not None:
-            view = replace(view, rum=self.rum.snapshot)
+            view = view.with_rum(self.rum.snapshot)
         self.responder.set_health(view)
         if self.pool is not None:
             self.pool.push_health(view)
@@ -346,6 +365,8 @@ class App:
             await self.web.stop()
         if self.rum is not None:
             await self.rum.stop()
+        if self.fleet is not None:
+            await self.fleet.stop()
         if self.prober is not None:
             await self.prober.stop()
         if self.geo is not None:

@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="keep operator overrides in DIR/overrides.json across restarts "
         "(default: none, overrides live in memory)",
     )
+    add_fleet(serve)
     serve.add_argument(
         "--query-log-sample",
         type=int,
@@ -120,6 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true")
     add_dnssec(sub)
+    add_ctl(sub)
     return parser
 
 
@@ -135,6 +137,45 @@ def add_dnssec(sub) -> None:
     ds = tools.add_parser("ds", help="the DS records the parent zone should hold")
     ds.add_argument("zone")
     ds.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
+
+
+def add_ctl(sub: argparse._SubParsersAction) -> None:
+    """``gslb ctl …`` and ``gslb fleet status``: talk to a running server (gslb.ctl)."""
+    ctl = sub.add_parser("ctl", help="operate a running server or fleet over its HTTP API")
+    fleet = sub.add_parser("fleet", help="fleet status of a running server")
+    fleet.add_argument("action", choices=("status",))
+    for parser in (ctl, fleet):
+        parser.add_argument(
+            "--url",
+            default=f"http://{DEFAULT_HTTP}",
+            help=f"the server's HTTP listener (default http://{DEFAULT_HTTP})",
+        )
+        parser.add_argument("--json", action="store_true", help="print the raw JSON reply")
+    actions = ctl.add_subparsers(dest="action", required=True)
+    actions.add_parser("status", help="checks, fleet state and overrides")
+    actions.add_parser("overrides", help="every override with who, why and until when")
+    actions.add_parser("fleet", help="nodes and the health matrix (as gslb fleet status)")
+    for action in ("drain", "down", "up", "obey"):
+        target = actions.add_parser(action, help=f"{action} a check (by name) or a pool value")
+        target.add_argument("target", help="check name (http://192.0.2.1:80/health) or value")
+        target.add_argument("--reason", help="why (shown in /fleet and the logs)")
+        target.add_argument(
+            "--for",
+            dest="duration",
+            metavar="DURATION",
+            help="expire after 90s, 30m, 2h, 1d (default: until obey)",
+        )
+        target.add_argument("--record", help="only in this record (a pool value)")
+        target.add_argument("--pool", help="only in this pool of --record")
+        target.add_argument("--by", help="who (default: user@host)")
+        target.add_argument(
+            "--local",
+            action="store_true",
+            help="this node only, when the fleet engine cannot take the write",
+        )
+        target.add_argument(
+            "--token-file", metavar="FILE", help="admin token (default: env GSLB_ADMIN_TOKEN)"
+        )
 
 
 LIMIT_FLAGS = (
@@ -175,6 +216,31 @@ def add_limits(serve: argparse.ArgumentParser) -> None:
                             "(Linux; about 2x the queries per second)")  # fmt: skip
 
 
+def add_fleet(serve: argparse.ArgumentParser) -> None:
+    """Fleet mode: several instances decide as one over NATS JetStream (see README)."""
+    serve.add_argument(
+        "--fleet",
+        metavar="nats://HOST:PORT[,…]",
+        help="join a fleet through these NATS servers (local first)",
+    )
+    serve.add_argument("--node", metavar="NAME", help="this instance's unique fleet name")
+    serve.add_argument(
+        "--region",
+        metavar="REGION",
+        help="this instance's vantage region (default regions: continents, EU)",
+    )
+    serve.add_argument(
+        "--fleet-config",
+        metavar="FILE",
+        help="YAML: servers, node, region, regions, refresh, replicas (flags win)",
+    )
+    serve.add_argument(
+        "--probe-source",
+        metavar="ADDR",
+        help="local address health probes leave from (default: the system's)",
+    )
+
+
 def prefix(bits: int):
     def parse(text: str) -> int:
         value = int(text)
@@ -193,8 +259,17 @@ def add_common(parser: argparse.ArgumentParser) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handler = {"serve": cmd_serve, "check": cmd_check, "explain": cmd_explain,
-               "simulate": cmd_simulate, "dnssec": cmd_dnssec}[args.command]  # fmt: skip
+               "simulate": cmd_simulate, "dnssec": cmd_dnssec, "ctl": cmd_ctl,
+               "fleet": cmd_ctl}[args.command]  # fmt: skip
     return handler(args)
+
+
+def cmd_ctl(args: argparse.Namespace) -> int:
+    from gslb.ctl import run
+
+    if args.command == "fleet":
+        args.action = "fleet"
+    return run(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -242,7 +317,13 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"gslb serve: {refusal}", file=sys.stderr)
         return 2
     setup_logging(args.log_format, args.log_level)
-    settings = Settings.from_args(args)
+    from gslb.fleet.config import FleetConfigError
+
+    try:
+        settings = Settings.from_args(args)
+    except FleetConfigError as exc:
+        print(f"gslb serve: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvloop  # measured: about 3 times the UDP answers per second of asyncio's loop
 

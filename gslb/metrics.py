@@ -192,6 +192,8 @@ class StateCollector(Collector):
             return
         yield from self._config(config)
         yield self._targets(config)
+        if self.app.fleet is not None:
+            yield from fleet_metrics(self.app.fleet)
 
     def _config(self, config: Any) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -231,6 +233,53 @@ class StateCollector(Collector):
             for key in sorted(config.checks):
                 up.add_metric([key], 1.0 if view.effective(key) == "up" else 0.0)
         return up
+
+
+FLEET_COUNTERS = (
+    ("override_changes", "gslb_fleet_override_changes", "Overrides set, cleared or expired."),
+    ("fallbacks_to_local", "gslb_fleet_fallbacks_to_local",
+     "Times the last peer observation aged out and decisions fell back to the local vantage."),
+    ("watcher_resyncs", "gslb_fleet_watcher_resyncs",
+     "Engine watchers re-created because their consumer disappeared."),
+)  # fmt: skip
+
+
+def fleet_metrics(fleet: Any) -> Iterator[Metric]:
+    """The fleet node: engine link, nodes seen, per-region verdicts, vote ages, rejections."""
+    snapshot = fleet.metrics()
+    if snapshot["engine"] is not None:
+        yield GaugeMetricFamily("gslb_fleet_engine_connected",
+                                "1 while the fleet engine (NATS JetStream) is usable.",
+                                1.0 if snapshot["engine"] else 0.0)  # fmt: skip
+    yield GaugeMetricFamily("gslb_fleet_nodes_seen",
+                            "Fleet nodes with a live heartbeat, this one included.",
+                            snapshot["nodes"])  # fmt: skip
+    up = GaugeMetricFamily(
+        "gslb_fleet_target_up",
+        "Per region with fresh votes (and region=global): 1 when that verdict is up.",
+        labels=("check", "region"),
+    )
+    for (check, region), value in sorted(snapshot["verdicts"].items()):
+        up.add_metric([check, region], value)
+    yield up
+    age = GaugeMetricFamily(
+        "gslb_fleet_observation_age_seconds",
+        "Seconds since the newest observation from each peer node arrived.",
+        labels=("node",),
+    )
+    for node, seconds in sorted(snapshot["ages"].items()):
+        age.add_metric([node], seconds)
+    yield age
+    counters = snapshot["counters"]
+    for key, name, text in FLEET_COUNTERS:
+        yield CounterMetricFamily(name, text, counters.get(key, 0))
+    rejected = CounterMetricFamily(
+        "gslb_fleet_rejected", "Values from the engine ignored, by kind and reason.",
+        labels=("kind", "reason"),
+    )  # fmt: skip
+    for (kind, reason), count in sorted(snapshot["rejected"].items()):
+        rejected.add_metric([kind, reason], count)
+    yield rejected
 
 
 class Metrics:

@@ -197,6 +197,8 @@ class Edge:
         self.in_flight = 0
         self.max_in_flight = 0
         self.bytes_sent = 0
+        self._failing: dict[str, int] = {}  # source address -> status answered to it only
+        self.by_source: dict[str, int] = {}  # requests per source address (vantage points)
         self._listener: socket.socket | None = None
         self._accepting: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,6 +246,18 @@ class Edge:
         self._code = code
         self._status_body = body
         self._set("status")
+
+    def fail_for(self, source: str, code: int = 503) -> None:
+        """Answer ``code`` to requests from ``source`` only (one vantage point's view of a
+        regional outage); every other source gets the current mode."""
+        self._failing[source] = code
+
+    def heal_for(self, source: str | None = None) -> None:
+        """Stop failing for ``source`` (None: for every source)."""
+        if source is None:
+            self._failing.clear()
+        else:
+            self._failing.pop(source, None)
 
     def slow(self, seconds: float) -> None:
         """Answer 200 only after ``seconds``: a hang when long, latency when short."""
@@ -360,6 +374,10 @@ class Edge:
 
     async def _respond(self, request: web.BaseRequest) -> web.StreamResponse:
         mode = self.mode
+        source = request.remote or ""
+        self.by_source[source] = self.by_source.get(source, 0) + 1
+        if source in self._failing:
+            return self._count(web.Response(status=self._failing[source]))
         if mode == "status":
             return self._count(web.Response(status=self._code, body=self._status_body))
         if mode == "slow":

@@ -130,10 +130,16 @@ def _group(votes: list[Vantage]) -> dict[str, list[Vantage]]:
 def _state(
     base: CheckState | None, up: bool, votes: list[Vantage], region: str | None
 ) -> CheckState:
-    """The check's state for a verdict, keeping the override and averages of ``base``."""
+    """The check's state for a verdict, keeping the override and averages of ``base``.
+
+    The local prober's moving averages (latency, success ratio) describe the local vantage:
+    where the verdict overrules the local probes, they would mislead the performance step
+    (a CDN failing only from here would still be dropped as "unreliable"), so they go."""
     reason = _reason(up, votes, region)
     if base is None:
         return CheckState(up=up, reason=reason)
+    if base.up != up:
+        base = replace(base, latency=None, success_ratio=None)
     if base.override is not None:
         return replace(base, up=up)  # the override's reason stays what answers show
     return replace(base, up=up, reason=reason)

@@ -89,8 +89,21 @@ class FleetNode:
         self.version = 0
         self.counters: Counter[str] = Counter()  # override changes, fallbacks, rejections
         self.local_only = False  # the last decision had no fresh peer (fallback to local)
+        self._had_peers = False
         self._expiry: asyncio.TimerHandle | None = None
         self._stale: asyncio.TimerHandle | None = None
+
+    async def start(self) -> None:
+        """Start the engine (in the background) when there is one."""
+        if self.engine is not None:
+            await self.engine.start()
+
+    async def stop(self) -> None:
+        for timer in (self._expiry, self._stale):
+            if timer is not None:
+                timer.cancel()
+        if self.engine is not None:
+            await self.engine.stop()
 
     # -- inputs ------------------------------------------------------------------------------
 
@@ -117,11 +130,6 @@ class FleetNode:
             self.peers.pop((key, node), None)
         else:
             self.peers[(key, node)] = vantage
-        self.recompute()
-
-    def forget_peers(self) -> None:
-        """Every peer observation is dropped (not only aged out), e.g. before a full resync."""
-        self.peers.clear()
         self.recompute()
 
     # -- overrides ---------------------------------------------------------------------------
@@ -211,9 +219,15 @@ class FleetNode:
         vantages = self.vantages(now)
         has_peers = any(len(votes) > 1 or votes[0].node != (self.node or "self")
                         for votes in vantages.values())  # fmt: skip
-        if self.engine is not None and not has_peers and not self.local_only:
+        if self.engine is not None and not has_peers and self._had_peers:
             self.counters["fallbacks_to_local"] += 1
-            log.warning("fleet: no fresh peer observation, deciding from the local vantage")
+            log.warning("fleet: no fresh peer observation left, deciding from the local vantage")
+        if has_peers and not self._had_peers:
+            log.info(
+                "fleet: deciding from %d node(s)' vantage points",
+                1 + len({v.node for votes in vantages.values() for v in votes} - {self.node}),
+            )
+        self._had_peers = has_peers
         self.local_only = self.engine is not None and not has_peers
         self.version += 1
         if not has_peers and self.region is None:
@@ -249,6 +263,23 @@ class FleetNode:
         now = self.clock()
         return matrix(self.vantages(now), self.view, self.policies, now, self._targets_of())
 
+    def explain(self, checks: list[str], region: str | None) -> dict[str, Any]:
+        """For /explain: per check of the decision, the matrix row used (the client's region
+        when it has votes, else the global verdict) with every vantage's result and age."""
+        rows = self.health_matrix()["checks"]
+        out: dict[str, Any] = {}
+        for check in checks:
+            row = rows.get(check)
+            if row is None:
+                continue
+            cell = row["regions"].get(region) if region is not None else None
+            out[check] = {
+                "used": f"region {region}" if cell is not None else f"global ({row['policy']})",
+                "verdict": cell if cell is not None else row["global"],
+                "regions": row["regions"],
+            }
+        return out
+
     def _targets_of(self) -> dict[str, list[dict[str, str]]]:
         out: dict[str, list[dict[str, str]]] = {}
         if self.config is None:
@@ -268,6 +299,41 @@ class FleetNode:
                                         }  # fmt: skip
                                     )
         return out
+
+    def metrics(self) -> dict[str, Any]:
+        """Numbers for /metrics (gslb.metrics.fleet_metrics)."""
+        now = self.clock()
+        verdicts: dict[tuple[str, str], float] = {}
+        view = self.view
+        for key, state in view.states.items():
+            verdicts[(key, "global")] = 1.0 if state.effective == "up" else 0.0
+        for region, regional in view.regional.items():
+            for key, state in regional.states.items():
+                verdicts[(key, region)] = 1.0 if state.effective == "up" else 0.0
+        ages: dict[str, float] = {}
+        for vantage in self.peers.values():
+            age = max(0.0, now - vantage.received)
+            ages[vantage.node] = min(age, ages.get(vantage.node, age))
+        rejected: dict[tuple[str, str], int] = {}
+        for name, count in self.counters.items():
+            if name.startswith("rejected_"):
+                kind, _, reason = name.removeprefix("rejected_").partition("_")
+                rejected[(kind, reason)] = count
+        for name in ("observations_from_unknown_node", "other_config_digest"):
+            if self.counters.get(name):
+                rejected[("observation" if "observ" in name else "node", name)] = self.counters[
+                    name
+                ]
+        engine = self.engine
+        nodes = 1 + len(engine.status()["nodes"].keys() - {self.node}) if engine else 1
+        return {
+            "engine": None if engine is None else engine.connected,
+            "nodes": nodes,
+            "verdicts": verdicts,
+            "ages": ages,
+            "counters": dict(self.counters),
+            "rejected": rejected,
+        }
 
     def overrides_json(self) -> list[dict[str, Any]]:
         now = self.wall()

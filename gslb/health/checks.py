@@ -43,7 +43,7 @@ class ProbeResult:
 
 
 def make_session(
-    *, limit: int = 64, resolver: AbstractResolver | None = None
+    *, limit: int = 64, resolver: AbstractResolver | None = None, source: str | None = None
 ) -> aiohttp.ClientSession:
     """The one session a prober reuses.
 
@@ -52,8 +52,9 @@ def make_session(
     through a proxy tests the proxy), no DNS cache beyond a few seconds.
     """
     connector = aiohttp.TCPConnector(
-        limit=limit, force_close=True, resolver=resolver, ttl_dns_cache=5
-    )
+        limit=limit, force_close=True, resolver=resolver, ttl_dns_cache=5,
+        local_addr=(source, 0) if source else None,
+    )  # fmt: skip
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
@@ -69,14 +70,16 @@ async def run_check(
     *,
     ssl_context: ssl.SSLContext | None = None,
     resolver: AbstractResolver | None = None,
+    source: str | None = None,
 ) -> ProbeResult:
     """Probe once. ``ssl_context`` replaces the system trust store (private CAs, tests);
-    ``resolver`` resolves tcp targets (http ones use the session connector's resolver)."""
+    ``resolver`` resolves tcp targets (http ones use the session connector's resolver);
+    ``source`` is the local address tcp probes connect from (http: the session's)."""
     started = time.perf_counter()
     try:
         async with asyncio.timeout(spec.timeout):
             if spec.kind == "tcp":
-                return await _tcp(spec, resolver, started)
+                return await _tcp(spec, resolver, started, source)
             return await _http(spec, session, ssl_context, started)
     except TimeoutError:
         return _down(f"timeout after {seconds(spec.timeout)} s", started)
@@ -182,13 +185,16 @@ def _compile(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
-async def _tcp(spec: CheckSpec, resolver: AbstractResolver | None, started: float) -> ProbeResult:
+async def _tcp(
+    spec: CheckSpec, resolver: AbstractResolver | None, started: float, source: str | None
+) -> ProbeResult:
     """Connect, then close at once: the port accepts connections or it does not."""
     addresses = await _resolve(spec.address, spec.port, resolver)
     last: Exception | None = None
+    local = (source, 0) if source else None
     for address in addresses:
         try:
-            _, writer = await asyncio.open_connection(address, spec.port)
+            _, writer = await asyncio.open_connection(address, spec.port, local_addr=local)
         except OSError as exc:
             last = exc
             continue

@@ -72,9 +72,11 @@ class Prober:
         resolver: AbstractResolver | None = None,
         perf_interval: float = 2.0,
         history: int = 20,
+        source: str | None = None,
     ) -> None:
         """``ssl_context`` replaces the system trust store for https checks (a private CA);
-        ``resolver`` resolves hostname targets (tests map names to loopback)."""
+        ``resolver`` resolves hostname targets (tests map names to loopback); ``source`` is
+        the local address probes leave from (a vantage point's own address)."""
         if concurrency < 1:
             raise ValueError("concurrency must be at least 1")
         self.on_change = on_change
@@ -82,6 +84,7 @@ class Prober:
         self.events = Events()
         self._ssl_context = ssl_context
         self._resolver = resolver
+        self._source = source
         self._perf_interval = perf_interval
         self._history = history
         self._view = EMPTY_VIEW
@@ -107,7 +110,9 @@ class Prober:
         """Open the session and start probing every known check (the first probe at once)."""
         if self.running:
             return
-        self._session = make_session(limit=self.concurrency, resolver=self._resolver)
+        self._session = make_session(
+            limit=self.concurrency, resolver=self._resolver, source=self._source
+        )
         self._perf_task = asyncio.create_task(self._publish_perf(), name="gslb-health-perf")
         for key in self._trackers:
             self._spawn(key)
@@ -209,9 +214,8 @@ class Prober:
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            return await run_check(
-                spec, self._session, ssl_context=self._ssl_context, resolver=self._resolver
-            )
+            return await run_check(spec, self._session, ssl_context=self._ssl_context,
+                                   resolver=self._resolver, source=self._source)  # fmt: skip
         except Exception as exc:  # run_check never raises; belt and braces for the task
             log.exception("health probe crashed")
             return ProbeResult(False, f"error: {type(exc).__name__}: {exc}", 0.0)

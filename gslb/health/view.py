@@ -8,7 +8,7 @@ lets the policy layer cache decisions per snapshot.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import Any, Protocol
 
@@ -83,6 +83,12 @@ class HealthView:
         if region is None or not self.regional:
             return self
         return self.regional.get(region, self)
+
+    def with_rum(self, rum: Any) -> HealthView:
+        """This view with RUM decisions attached, to the regional views as well (a client
+        answered from its region's verdicts keeps its real-user measurements)."""
+        regional = {name: replace(view, rum=rum) for name, view in self.regional.items()}
+        return replace(self, rum=rum, regional=MappingProxyType(regional))
 
     def to_wire(self) -> tuple:
         """Plain picklable data for worker processes (``from_wire`` rebuilds the view)."""

@@ -153,6 +153,8 @@ class WebServer:
         trace = self.app.engine.explain(record, resolver, ecs, self.app.explain_view())
         zone = self.app.config.zone_for(record.name)
         trace["dnssec"] = describe_signing(self.app.config.signing.get(zone.origin))
+        checks = sorted({c["check"] for c in trace["candidates"] if c["check"] is not None})
+        trace["fleet"] = self.app.fleet.explain(checks, trace["region"]["client"])
         return json_response(trace)
 
     async def fleet(self, request: web.Request) -> web.Response:
