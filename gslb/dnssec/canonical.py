@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import struct
 
-from dnslib import DNSBuffer, DNSLabel
+from dnslib import RD, DNSBuffer, DNSLabel
 
 RR_HEAD = struct.Struct("!HHIH")
 # Types whose RDATA names are lowercased in the canonical form (RFC 4034 6.2, RFC 3597 7).
@@ -35,6 +35,8 @@ class CanonicalBuffer(DNSBuffer):
 
 def rdata_wire(rtype: int, rdata) -> bytes:
     """One RDATA in canonical form."""
+    if rdata.__class__ is RD:  # raw bytes we built ourselves (NSEC, DNSKEY, DS): as they are
+        return rdata.data
     buffer = CanonicalBuffer(rtype in LOWERCASE_NAMES)
     rdata.pack(buffer)
     return bytes(buffer.data)

@@ -35,6 +35,7 @@ RRSIG, NSEC, NXNAME = 46, 47, 128
 APEX_KEY_TYPES = frozenset({DNSKEY, CDS, CDNSKEY})
 RRSIG_HEAD = struct.Struct("!HBBIIIH")
 CACHE_LIMIT = 200_000
+MEMO_LIMIT = 20_000
 
 
 class OverBudget(Exception):
@@ -71,6 +72,12 @@ class ZoneSigner:
         self.budget_left = settings.budget
         self.budget_second = 0
         self.clock = time.monotonic
+        # (key, algorithm, tag): the tag is a sum over the DNSKEY, worth computing once
+        self.all_keys = tuple((k, k.algorithm, k.tag) for k in settings.keys)
+        self.active_key = self.all_keys[:1]
+        # RRSIGs of RRsets whose RDATA the zone shares between replies (the SOA of every
+        # negative answer, static data): (owner, type, TTL, id(rdatas)) -> (rdatas, RRSIG)
+        self.memo: dict[tuple, tuple] = {}
 
     # -- what the responder calls -------------------------------------------------------
 
@@ -118,15 +125,28 @@ class ZoneSigner:
         return out
 
     def rrsig(self, rrset: RRset, *, rationed: bool = False) -> RRset:
+        memo_key = (rrset.name, rrset.rtype, rrset.ttl, id(rrset.rdatas))
+        known = self.memo.get(memo_key)
+        if known is not None and known[0] is rrset.rdatas and known[2] is self.window:
+            self.stats.dnssec_cache_hits[self.label] += len(known[1].rdatas)
+            return known[1]
+        signature = self.make_rrsig(rrset, rationed)
+        if not rationed:  # denials are one-off names: not worth remembering here
+            if len(self.memo) >= MEMO_LIMIT:
+                del self.memo[next(iter(self.memo))]
+            self.memo[memo_key] = (rrset.rdatas, signature, self.window)
+        return signature
+
+    def make_rrsig(self, rrset: RRset, rationed: bool) -> RRset:
         settings, window = self.settings, self.window
-        keys = settings.keys if rrset.rtype in APEX_KEY_TYPES else (settings.active,)
+        keys = self.all_keys if rrset.rtype in APEX_KEY_TYPES else self.active_key
         canonical = [rdata_wire(rrset.rtype, rdata) for rdata in rrset.rdatas]
         body = rrset_wire(rrset.name, rrset.rtype, 1, rrset.ttl, canonical)
         labels = count_labels(rrset.name)
         rdatas = []
-        for key in keys:
-            head = RRSIG_HEAD.pack(rrset.rtype, key.algorithm, labels, rrset.ttl,
-                                   window.expiration, window.inception, key.tag)  # fmt: skip
+        for key, algorithm, tag in keys:
+            head = RRSIG_HEAD.pack(rrset.rtype, algorithm, labels, rrset.ttl,
+                                   window.expiration, window.inception, tag)  # fmt: skip
             head += settings.origin
             data = head + body
             signature = self.cache.get(data)
