@@ -92,7 +92,15 @@ clean:
 BENCH_SECONDS ?= 15
 bench: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/run.py
+	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/dnssec.py
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/scale.py
+
+# What online DNSSEC signing costs: the bench zone unsigned and signed side by side (repeat
+# queries, ECS, random names, the denial ration), cold costs in process, and PowerDNS
+# unsigned/signed (installed from Debian when missing). Figures: bench/results/dnssec.json.
+.PHONY: bench-dnssec
+bench-dnssec: $(VENV)/.installed-test
+	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/dnssec.py
 
 .PHONY: bench-scale
 bench-scale: $(VENV)/.installed-test

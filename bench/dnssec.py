@@ -14,7 +14,14 @@ alternated twice to even out the load of a shared machine:
   with the default ration (2,000 fresh signatures per second): SERVFAIL counts show it.
 
 Then, in process (no sockets): the cost of a cold outcome, i.e. the first query of a client
-or a name, with and without DO. Results: bench/results/dnssec.json.
+or a name, with and without DO.
+
+Last, the peer that also signs GSLB answers live: PowerDNS 4 (bind backend, ``pdnsutil
+secure-zone``: its default ECDSA P-256 CSK and NSEC; ``LUA CNAME pickwrandom``,
+``enable-lua-records=shared``), unsigned and signed, next to gslb unsigned and signed on the
+same zone (bench/peers.py's), with the same query files: the weighted name and the static mix
+(20 % random names), without and with DO. gslb's ration is lifted there, so both sign every
+random name. Results: bench/results/dnssec.json.
 """
 
 from __future__ import annotations
@@ -66,7 +73,9 @@ def random_names(count: int, dnssec: bool, seed: int) -> list[bytes]:
     for index in range(count):
         label = f"nx{index}-{rng.randrange(16**8):08x}".encode()
         name = bytes((len(label),)) + label + b"\x07example\x03com\x00"
-        header = rng.randrange(65536).to_bytes(2, "big") + b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01"
+        header = (
+            rng.randrange(65536).to_bytes(2, "big") + b"\x00\x00\x00\x01\x00\x00\x00\x00\x00\x01"
+        )
         out.append(header + name + b"\x00\x01\x00\x01" + opt)
     return out
 
@@ -91,24 +100,31 @@ def summary(run: dict) -> dict:
     return {key: run[key] for key in keep}
 
 
-def compare(name, plain, signed, plain_file, signed_file, workdir, args) -> dict:
-    """Alternate unsigned and signed runs; report the median QPS of each and the ratio."""
+def compare(name: str, runs_of: list[tuple[str, bl.Gslb, Path]], workdir: Path, args) -> dict:
+    """Run every (label, server, file) ``args.rounds`` times, the order reversed every other
+    round so drifting load hits each alike; report median QPS and QPS per core, and the ratio
+    of the last label (signed, with DO) to the first (unsigned)."""
     warm = argparse.Namespace(**{**vars(args), "seconds": bl.WARMUP_SECONDS})
-    measure(plain, plain_file, workdir, warm, verbose=False)
-    measure(signed, signed_file, workdir, warm, verbose=False)
-    runs = {"unsigned": [], "signed": []}
-    for _ in range(args.rounds):
-        for label, server, datafile in (("unsigned", plain, plain_file),
-                                        ("signed", signed, signed_file)):  # fmt: skip
+    for _, server, datafile in runs_of:
+        measure(server, datafile, workdir, warm, verbose=False)
+    runs: dict[str, list] = {label: [] for label, _, _ in runs_of}
+    for round_number in range(args.rounds):
+        order = runs_of if round_number % 2 == 0 else runs_of[::-1]
+        for label, server, datafile in order:
             print(f"running {name} {label} for {args.seconds:g} s ...", flush=True)
             runs[label].append(summary(measure(server, datafile, workdir, args)))
             time.sleep(1)
     qps = {label: statistics.median(r["qps"] for r in rs) for label, rs in runs.items()}
     per_core = {label: statistics.median(r["qps_per_core"] or 0 for r in rs)
                 for label, rs in runs.items()}  # fmt: skip
-    return {"runs": runs, "qps": qps, "qps_per_core": per_core,
-            "signed_vs_unsigned": round(qps["signed"] / qps["unsigned"], 3),
-            "signed_vs_unsigned_per_core": round(per_core["signed"] / per_core["unsigned"], 3)}
+    first, last = runs_of[0][0], runs_of[-1][0]
+    return {
+        "runs": runs,
+        "qps": qps,
+        "qps_per_core": per_core,
+        "signed_vs_unsigned": round(qps[last] / qps[first], 3),
+        "signed_vs_unsigned_per_core": round(per_core[last] / per_core[first], 3),
+    }
 
 
 def cold_costs(db: Path, signed_zones: Path, ecs: list[bytes], count: int) -> dict:
@@ -151,8 +167,9 @@ def main() -> int:
         workdir = Path(tmp)
         db, kind = bl.geoip_db(workdir)
         ecs, _ = bl.ecs_queries(db, kind, args.queries)
-        static = [q for q, keep in zip(bl.static_queries(args.queries),
-                                       static_is_repeatable(args.queries), strict=True) if keep]  # fmt: skip
+        repeatable = static_is_repeatable(args.queries)
+        static = [q for q, keep in zip(bl.static_queries(args.queries), repeatable, strict=True)
+                  if keep]  # fmt: skip
         files = {
             "static": bl.write_binary_queries(workdir / "static.bin", static),
             "static-do": bl.write_binary_queries(workdir / "static-do.bin", with_do(static)),
@@ -170,24 +187,94 @@ def main() -> int:
                 bl.Gslb(unlimited, db, workdir, workers=1) as signed:  # fmt: skip
             plain.wait_ready()
             signed.wait_ready()
-            results["static-repeat"] = compare("static-repeat", plain, signed, files["static"],
-                                               files["static-do"], workdir, args)  # fmt: skip
-            results["gslb-ecs"] = compare("gslb-ecs", plain, signed, files["ecs"],
-                                          files["ecs-do"], workdir, args)  # fmt: skip
-            nx_args = argparse.Namespace(**{**vars(args), "rounds": 1})
-            results["nx-random"] = compare("nx-random", plain, signed, files["nx"],
-                                           files["nx-do"], workdir, nx_args)  # fmt: skip
+            for name, plain_file, do_file in (("static-repeat", "static", "static-do"),
+                                              ("gslb-ecs", "ecs", "ecs-do"),
+                                              ("nx-random", "nx", "nx-do")):  # fmt: skip
+                rounds = args.rounds if name != "nx-random" else 1
+                results[name] = compare(name, [
+                    ("unsigned zone", plain, files[plain_file]),
+                    ("signed zone, no DO", signed, files[plain_file]),
+                    ("signed zone, DO", signed, files[do_file]),
+                ], workdir, argparse.Namespace(**{**vars(args), "rounds": rounds}))  # fmt: skip
         with bl.Gslb(rationed, db, workdir, workers=1) as limited:
             limited.wait_ready()
             print(f"running nx-random with the default ration for {args.seconds:g} s ...")
             results["nx-random-rationed"] = summary(measure(limited, files["nx-do"], workdir,
                                                             args))  # fmt: skip
         results["in_process_us_per_query"] = cold_costs(db, unlimited, ecs, args.queries)
+        mix = bl.static_queries(args.queries)
+        files["mix"] = bl.write_binary_queries(workdir / "mix.bin", mix)
+        files["mix-do"] = bl.write_binary_queries(workdir / "mix-do.bin", with_do(mix))
+        results["peers"] = run_peers(workdir, db, files, args)
     report = {"machine": bl.machine(), "settings": {"seconds": args.seconds,
               "clients": args.clients, "workers": 1, "rounds": args.rounds}, **results}  # fmt: skip
     print_report(results)
     print(f"wrote {bl.write_json(args.out, report)}")
     return 0
+
+
+def run_peers(workdir: Path, db: Path, files: dict, args) -> dict:
+    """gslb and PowerDNS, each unsigned and signed, one after the other, same query files."""
+    if bl.ensure_packages({"pdns_server": ["pdns-server", "pdns-backend-bind"]}, "peer"):
+        return {"skipped": "PowerDNS could not be installed"}
+    from peers import measure as measure_peer
+    from peers import wait_dns
+
+    out = {}
+    for label, service in peer_servers(workdir, db):
+        with service:
+            wait_dns(service)
+            row = {}
+            for name in ("ecs", "ecs-do", "mix", "mix-do"):
+                print(f"running {label} {name} for {args.seconds:g} s ...", flush=True)
+                row[name] = summary(measure_peer(service, files[name], workdir, args))
+                time.sleep(1)
+            out[label] = row
+    return out
+
+
+def peer_servers(workdir: Path, db: Path) -> list[tuple[str, bl.Service]]:
+    import subprocess
+
+    import yaml
+    from peers import gslb_zone, pdns_config, peer, pickwrandom, zone_file
+
+    servers = []
+    for signed in (False, True):
+        zones = workdir / f"peer-gslb-{signed}"
+        zones.mkdir()
+        (zones / "example.com.yaml").write_text(yaml.safe_dump(gslb_zone(), sort_keys=False))
+        if signed:
+            from gslb.dnssec.tools import keygen
+
+            keygen(zones, ORIGIN, 13)
+            sidecar = zones / "example.com.dnssec.yaml"
+            sidecar.write_text(
+                sidecar.read_text() + "  negative_signatures_per_second: 1000000000\n"
+            )
+        servers.append((f"gslb {'signed' if signed else 'unsigned'}", bl.Gslb(zones, db, workdir)))
+    for signed in (False, True):
+        root = workdir / f"peer-pdns-{signed}"
+        root.mkdir()
+        port = bl.free_port()
+        (root / "example.com.zone").write_text(zone_file(pickwrandom()))
+        (root / "named.conf").write_text(
+            f'zone "example.com" {{ type master; file "{root}/example.com.zone"; }};\n'
+        )
+        config = pdns_config(port, root, "shared")
+        if signed:
+            config += f"bind-dnssec-db={root}/dnssec.sqlite3\n"
+        (root / "pdns.conf").write_text(config)
+        if signed:
+            pdnsutil = [bl.exe_path("pdnsutil"), f"--config-dir={root}"]
+            subprocess.run([*pdnsutil, "create-bind-db", f"{root}/dnssec.sqlite3"], check=True,
+                           capture_output=True)  # fmt: skip
+            subprocess.run([*pdnsutil, "secure-zone", "example.com"], check=True,
+                           capture_output=True)  # fmt: skip
+        argv = [bl.exe_path("pdns_server"), f"--config-dir={root}"]
+        label = f"pdns {'signed' if signed else 'unsigned'}"
+        servers.append((label, peer(label, argv, root, port)))
+    return servers
 
 
 def static_is_repeatable(count: int) -> list[bool]:
@@ -204,16 +291,29 @@ def static_is_repeatable(count: int) -> list[bool]:
 
 
 def print_report(results: dict) -> None:
-    print(f"\n{'scenario':<16} {'unsigned QPS':>12} {'signed QPS':>11} {'ratio':>6} "
-          f"{'ratio/core':>10}")  # fmt: skip
+    labels = ("unsigned zone", "signed zone, no DO", "signed zone, DO")
+    print(f"\n{'scenario':<14} {'unsigned':>9} {'signed/noDO':>12} {'signed/DO':>10} "
+          f"{'ratio':>6} {'QPS/core: unsigned':>19} {'DO':>8} {'ratio':>6}")  # fmt: skip
     for name in ("static-repeat", "gslb-ecs", "nx-random"):
         r = results[name]
-        print(f"{name:<16} {r['qps']['unsigned']:>12.0f} {r['qps']['signed']:>11.0f} "
-              f"{r['signed_vs_unsigned']:>6.2f} {r['signed_vs_unsigned_per_core']:>10.2f}")
+        qps, core = r["qps"], r["qps_per_core"]
+        print(f"{name:<14} {qps[labels[0]]:>9.0f} {qps[labels[1]]:>12.0f} {qps[labels[2]]:>10.0f} "
+              f"{r['signed_vs_unsigned']:>6.2f} {core[labels[0]]:>19.0f} {core[labels[2]]:>8.0f} "
+              f"{r['signed_vs_unsigned_per_core']:>6.2f}")  # fmt: skip
     rationed = results["nx-random-rationed"]
     print(f"nx-random, default ration: {rationed['qps']:.0f} QPS, rcodes {rationed['rcodes']}")
     for key, value in results["in_process_us_per_query"].items():
         print(f"in process {key}: {value}")
+    peers = results.get("peers", {})
+    if "skipped" in peers or not peers:
+        print(f"peers: {peers.get('skipped', 'none')}")
+        return
+    print(f"\n{'server':<15} {'weighted':>9} {'+DO':>8} {'ratio':>6} {'static mix':>11} {'+DO':>8} "
+          f"{'ratio':>6}")  # fmt: skip
+    for label, row in peers.items():
+        dyn, dyn_do, mix, mix_do = (row[k]["qps"] for k in ("ecs", "ecs-do", "mix", "mix-do"))
+        print(f"{label:<15} {dyn:>9.0f} {dyn_do:>8.0f} {dyn_do / dyn:>6.2f} {mix:>11.0f} "
+              f"{mix_do:>8.0f} {mix_do / mix:>6.2f}")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -534,3 +534,15 @@ def test_workers_sign_with_the_same_key(signed_zones, geo_db):
             assert validate_reply(ask(server, name, rdtype), keys) >= 1
         reply = ask(server, "content.example.com", "A", CLIENTS["DE"])
         assert validate_reply(reply, keys) == 1
+
+
+def test_cli_explain_names_the_signing_key(signed_zones, geo_db):
+    config, _ = load_config(signed_zones)
+    tag = next(iter(config.signing.values())).active.tag
+    result = subprocess.run(
+        [sys.executable, "-m", "gslb", "explain", "content.example.com", "--client", "1.2.3.4",
+         "--zones", str(signed_zones), "--geoip", str(geo_db)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert f"key {tag} (ECDSAP256SHA256)" in result.stdout

@@ -32,6 +32,8 @@ class CanonicalBuffer(DNSBuffer):
             self.append(label.lower() if self.lowercase else label)
         self.append(b"\x00")
 
+    encode_name_nocompress = encode_name  # types that never compress still get lowercased
+
 
 def rdata_wire(rtype: int, rdata) -> bytes:
     """One RDATA in canonical form."""
