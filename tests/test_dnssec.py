@@ -546,3 +546,63 @@ def test_cli_explain_names_the_signing_key(signed_zones, geo_db):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert f"key {tag} (ECDSAP256SHA256)" in result.stdout
+
+
+@pytest.fixture(scope="module")
+def all_types_server(tmp_path_factory, geo_db):
+    from tests.test_record_types import zone_text
+
+    zones = tmp_path_factory.mktemp("signed-types")
+    write_zone(zones, "example.com", zone_text())
+    keygen(zones, ZONE, 13)
+    with ServerThread(zones, geo_db) as server:
+        yield server
+
+
+def record_type_cases():
+    from tests.test_record_types import CASES as TYPE_CASES
+
+    return [(f"{owner}.example.com", rtype) for owner, rtype, _, _ in TYPE_CASES]
+
+
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize(("name", "rdtype"), record_type_cases())
+def test_every_record_type_validates(all_types_server, name, rdtype, case):
+    """The canonical form of every type gslb serves (names lowercased only where RFC 4034
+    says so, never compressed) matches what a validator computes."""
+    keys = served_keys(all_types_server)
+    qname = mixed_case(name) if case == "mixed" else name
+    reply = ask(all_types_server, qname, rdtype)
+    assert [r for r in reply.answer if r.rdtype == dns.rdatatype.from_text(rdtype)]
+    assert validate_reply(reply, keys) >= 1
+
+
+def test_dname_synthesis_validates(all_types_server):
+    reply = ask(all_types_server, "www.DName.example.com", "A")
+    assert [r for r in reply.answer if r.rdtype == dns.rdatatype.DNAME]
+    assert validate_reply(reply, served_keys(all_types_server)) >= 1
+
+
+SECURE_DELEGATION = """\
+secure:
+  - type: NS
+    value: ns1.secure.example.com.
+  - type: DS
+    value: {key_tag: 60485, algorithm: 13, digest_type: 2, digest: %s}
+ns1.secure:
+  type: A
+  value: 192.0.2.54
+""" % ("9A" * 32)
+
+
+def test_secure_delegation_carries_the_signed_ds(tmp_path, geo_db):
+    write_zone(tmp_path, "example.com", core_zone_text() + SECURE_DELEGATION)
+    keygen(tmp_path, ZONE, 13)
+    with ServerThread(tmp_path, geo_db) as server:
+        keys = served_keys(server)
+        reply = ask(server, "www.secure.example.com", "A")
+        assert not reply.flags & dns.flags.AA
+        kinds = {r.rdtype for r in reply.authority}
+        assert kinds == {dns.rdatatype.NS, dns.rdatatype.DS, RRSIG}, "DS, not an NSEC"
+        assert validate_reply(reply, keys) == 1
+        assert [r for r in reply.additional if r.rdtype == dns.rdatatype.A], "glue kept"
