@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -201,9 +202,26 @@ def stop_group(process: subprocess.Popen) -> None:
         process.wait(5)
 
 
+def check_ports_free() -> None:
+    """Refuse to start beside another gslb: its /readyz would answer for ours."""
+    for kind, (host, port) in ((socket.SOCK_DGRAM, DNS), (socket.SOCK_STREAM, DNS),
+                               (socket.SOCK_STREAM, HTTP)):  # fmt: skip
+        with socket.socket(socket.AF_INET, kind) as sock:
+            if kind == socket.SOCK_STREAM:  # a listener refuses it; TIME_WAIT leftovers do not
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((host, port))  # OSError when taken: main() says which ports
+
+
+def interrupt(signum: int, frame: object) -> None:
+    """SIGTERM (``timeout``, ``kill``) stops the demo like Ctrl-C: gslb and the edges too."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     args = parse_args()
+    signal.signal(signal.SIGTERM, interrupt)
     try:
+        check_ports_free()
         asyncio.run(serve(args))
     except KeyboardInterrupt:
         print("\n[demo] stopped", flush=True)
