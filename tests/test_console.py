@@ -71,9 +71,14 @@ def zones(tmp_path_factory, edges):
     return directory
 
 
+TOKEN = "console-test-token"
+
+
 @pytest.fixture(scope="module")
-def server(zones, geo_db):
-    with ServerThread(zones, geo_db) as server:
+def server(zones, geo_db, tmp_path_factory):
+    token = tmp_path_factory.mktemp("admin") / "token"
+    token.write_text(TOKEN)
+    with ServerThread(zones, geo_db, admin_token_file=token) as server:
         yield server
 
 
@@ -90,7 +95,8 @@ class Page(HTMLParser):
 
     def __init__(self, text: str) -> None:
         super().__init__()
-        self.cells: dict[str, dict] = {}  # check key -> attributes and text
+        self.cells: dict[str, dict] = {}  # check key -> attributes and text (last region)
+        self.all_cells: list[dict] = []  # every cell of the matrix, every region
         self.segments: list[dict] = []  # <rect data-share> of the share bars
         self.rows: dict[str, dict[str, str]] = {}  # target -> {window: text}
         self.meta_refresh: str | None = None
@@ -106,6 +112,7 @@ class Page(HTMLParser):
             self.meta_refresh = a["content"]
         if tag == "td" and "data-check" in a:
             self._cell = self.cells[a["data-check"]] = {**a, "text": ""}
+            self.all_cells.append(self._cell)
         if tag == "rect" and "data-share" in a:
             self.segments.append(a)
         if tag == "tr" and "data-target" in a:
@@ -168,7 +175,7 @@ def test_existing_paths_still_answer_beside_the_page(server):
     for path in ("/healthz", "/readyz", "/status", "/metrics"):
         assert http(server, path).status == 200, path
     assert http(server, "/explain?name=content.example.com&client=192.0.2.1").status == 200
-    assert http(server, "/admin/reload", "POST").status == 403  # still behind the token
+    assert http(server, "/admin/reload", "POST").status == 401  # still behind the token
 
 
 def test_matrix_says_each_state_in_words_with_reason_and_age(server, edges):
@@ -285,3 +292,41 @@ def test_zones_say_whether_they_are_signed(tmp_path, geo_db, server):
     assert re.search(
         rf"signed, key {tag} ECDSAP256SHA256, signatures valid [34]\.\d more days", text
     )
+
+
+def test_operator_overrides_say_who_why_and_until_when(server):
+    path = "/admin/targets/127.0.0.2/drain?by=alice&reason=cdn-b+maintenance&for=10m"
+    assert http(server, path, "POST", token=TOKEN).status == 200
+    try:
+        text = page(server).all_text
+        assert re.search(
+            r"Operator overrides drained target 127\.0\.0\.2, by alice, since \S+ UTC "
+            r"\(\d+ s ago\), expires in (9|10) min, “cdn-b maintenance”",
+            text,
+        ), text
+    finally:
+        assert http(server, "/admin/targets/127.0.0.2/obey", "POST", token=TOKEN).status == 200
+    assert "Operator overrides" not in page(server).all_text
+
+
+def test_a_server_with_a_region_shows_it_beside_the_fleet_verdict(server):
+    """Regions come from the fleet node (gslb.fleet); standalone with a region: one vantage."""
+    fleet = server.app.fleet
+
+    async def set_region(region):
+        fleet.region = region
+        fleet.recompute()
+
+    server.call(set_region("eu-west"))
+    try:
+        view = page(server)
+        assert len(view.all_cells) == 6  # 3 checks x (eu-west, whole fleet)
+        by_region = {}
+        for cell in view.all_cells:
+            by_region.setdefault(cell["data-region"], []).append(" ".join(cell["text"].split()))
+        assert set(by_region) == {"eu-west", "whole fleet"}
+        assert all(re.fullmatch(r"up self: ok .* seen \d+ s ago", t) for t in by_region["eu-west"])
+        assert all(t == "up 1 of 1 vantages up, policy quorum" for t in by_region["whole fleet"])
+    finally:
+        server.call(set_region(None))
+    assert "whole fleet" not in page(server).all_text

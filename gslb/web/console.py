@@ -62,6 +62,7 @@ class Cell:
     level: str  # ok | warn | bad: green, amber, red
     reason: str = ""
     since: float | None = None  # wall clock of the last change
+    seen: float | None = None  # wall clock of the newest observation (fleet cells)
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +93,61 @@ def standalone_matrix(app: Any) -> Matrix:
         cell = local_cell(status) if status is not None else Cell("unknown", "warn", "no state")
         rows.append(Row(label, key, {LOCAL_REGION: cell}))
     return Matrix((LOCAL_REGION,), tuple(rows))
+
+
+FLEET_COLUMN = "whole fleet"
+
+
+def default_matrix(app: Any) -> Matrix:
+    """The fleet's regions when this server is in a fleet (or has a region), else one column."""
+    fleet = getattr(app, "fleet", None)
+    if fleet is None or (fleet.engine is None and fleet.region is None) or app.config is None:
+        return standalone_matrix(app)
+    return fleet_matrix(app, fleet.health_matrix(), time.time())
+
+
+def fleet_matrix(app: Any, data: dict, now: float) -> Matrix:
+    """``FleetNode.health_matrix()`` as cells: each region's verdict from its vantage points,
+    then the verdict the whole fleet answers with where a region has no fresh vantage."""
+    labels = check_labels(app.config)
+    regions = tuple(data["regions"]) + (FLEET_COLUMN,)
+    rows = []
+    for key, info in data["checks"].items():
+        cells = {region: region_cell(cell, now) for region, cell in info["regions"].items()}
+        cells[FLEET_COLUMN] = fleet_cell(info)
+        rows.append(Row(labels.get(key, key), key, cells))
+    rows.sort(key=lambda row: (row.target, row.check))
+    return Matrix(regions, tuple(rows))
+
+
+def region_cell(cell: dict, now: float) -> Cell:
+    votes = cell["vantages"]
+    ups = sum(1 for v in votes if v["up"])
+    reasons = "; ".join(f"{v['node']}: {v['reason']}" for v in votes)
+    seen = now - min(v["age"] for v in votes) if votes else None
+    return verdict_cell(cell["effective"], ups, len(votes), reasons, seen)
+
+
+def fleet_cell(info: dict) -> Cell:
+    verdict = info["global"]
+    if verdict is None:
+        return Cell("unknown", "warn", "no vantage has probed it yet")
+    reason = f"{verdict['ups']} of {verdict['vantages']} vantages up, policy {info['policy']}"
+    if verdict["override"]:
+        reason = f"{verdict['reason']}; {reason}"
+    return verdict_cell(verdict["effective"], verdict["ups"], verdict["vantages"], reason, None)
+
+
+def verdict_cell(effective: str | None, ups: int, votes: int, reason: str, seen: float | None):
+    if effective is None:
+        return Cell("no verdict", "warn", reason, seen=seen)
+    if effective == "down":
+        return Cell("down", "bad", reason, seen=seen)
+    if effective == "drained":
+        return Cell("drained", "warn", reason, seen=seen)
+    if ups < votes:
+        return Cell(f"up, {votes - ups} of {votes} down", "warn", reason, seen=seen)
+    return Cell(effective, "ok", reason, seen=seen)
 
 
 def local_cell(status: dict) -> Cell:
@@ -167,7 +223,7 @@ class Console:
 
     def __init__(self, app: Any) -> None:
         self.app = app
-        self.matrix_source: MatrixSource = standalone_matrix
+        self.matrix_source: MatrixSource = default_matrix
         self.panels: list[tuple[str, str, PanelRenderer]] = []
 
     def register(self, router: web.UrlDispatcher) -> None:
@@ -193,11 +249,14 @@ class Console:
     def render(self, refresh: int, now: float) -> str:
         app = self.app
         sections = [
-            health_section(self.matrix_source(app), now),
+            health_section(self.matrix_source(app), now, overrides_of(app)),
             traffic_section(app, now),
             transitions_section(app, now),
             config_section(app, now),
         ]
+        fleet = fleet_section(app, now)
+        if fleet:
+            sections.insert(1, fleet)
         nav = []
         for panel_id, title, render in self.panels:
             fragment = render(app)
@@ -255,7 +314,12 @@ def header_meta(app: Any, refresh: int, now: float) -> str:
 # -- health ------------------------------------------------------------------------------------
 
 
-def health_section(matrix: Matrix, now: float) -> str:
+def overrides_of(app: Any) -> list[dict]:
+    fleet = getattr(app, "fleet", None)
+    return fleet.overrides_json() if fleet is not None else []
+
+
+def health_section(matrix: Matrix, now: float, overrides: list[dict] = ()) -> str:
     counts = {"ok": 0, "warn": 0, "bad": 0}
     for row in matrix.rows:
         for cell in row.cells.values():
@@ -277,7 +341,90 @@ def health_section(matrix: Matrix, now: float) -> str:
         )
     return (
         '<section id="health" aria-labelledby="health-h"><h2 id="health-h">Health</h2>'
-        f'<ul class="summary" aria-label="Summary of health cells">{summary}</ul>{body}</section>'
+        f'<ul class="summary" aria-label="Summary of health cells">{summary}</ul>{body}'
+        f"{overrides_list(overrides, now)}</section>"
+    )
+
+
+def overrides_list(overrides: list[dict], now: float) -> str:
+    """Operator overrides in force: what, who, why, since when, until when."""
+    if not overrides:
+        return ""
+    items = []
+    for o in overrides:
+        where = o["name"]
+        if o["kind"] == "target" and (o.get("record") or o.get("pool")):
+            where += f" in {o.get('record') or 'any record'} pool {o.get('pool') or 'any'}"
+        parts = [f"<strong>{escape(o['state'])}</strong> {escape(o['kind'])} {escape(where)}"]
+        if o.get("by"):
+            parts.append(f"by {escape(o['by'])}")
+        if o.get("at"):
+            parts.append(f"since {clock(o['at'])} ({age(now - o['at'])} ago)")
+        if o.get("expires_in") is not None:
+            parts.append(f"expires in {age(o['expires_in'])}")
+        if o.get("reason"):
+            parts.append(f"“{escape(o['reason'])}”")
+        if o.get("scope") == "local":
+            parts.append("<em>this node only</em> (the fleet engine did not take it)")
+        if o.get("matches_nothing"):
+            parts.append("<em>matches nothing in the configuration</em>")
+        items.append(f'<li class="warn">{", ".join(parts)}</li>')
+    return (
+        '<h3 id="overrides">Operator overrides</h3>'
+        f'<ol class="timeline overrides">{"".join(items)}</ol>'
+    )
+
+
+def fleet_section(app: Any, now: float) -> str:
+    """Nodes of the fleet and the digests they serve; nothing when standalone."""
+    fleet = getattr(app, "fleet", None)
+    if fleet is None or fleet.engine is None:
+        return ""
+    status = fleet.status()
+    engine = status.get("engine") or {}
+    connected = engine.get("connected", False)
+    state = status.get("state", "ok")
+    server = f" to {escape(str(engine['server']))}" if connected and engine.get("server") else ""
+    lines = [
+        f"<p>This node <strong>{escape(str(status.get('node') or '-'))}</strong> in region "
+        f"<strong>{escape(str(status.get('region') or '-'))}</strong>; fleet engine "
+        f"<strong>{'connected' if connected else 'DISCONNECTED'}</strong>"
+        f"{server}"
+        f"; state <strong>{escape(state)}</strong>."
+    ]
+    if status.get("deciding_from_local_only"):
+        lines.append('<p class="errors">No fresh observation from any peer: deciding from this '
+                     "node's own probes only.</p>")  # fmt: skip
+    if engine.get("last_error") and not connected:
+        lines.append(f'<p class="errors">{escape(str(engine["last_error"]))}</p>')
+    nodes = engine.get("nodes") or {}
+    if nodes:
+        digest = app.config.digest if app.config is not None else ""
+        rows = "".join(fleet_node_row(name, info, digest) for name, info in nodes.items())
+        lines.append(
+            '<table class="nodes"><caption>Nodes with a live heartbeat</caption><thead><tr>'
+            '<th scope="col">Node</th><th scope="col">Region</th><th scope="col">Config</th>'
+            '<th scope="col" class="num">Last seen</th></tr></thead>'
+            f"<tbody>{rows}</tbody></table>"
+        )
+    level = "ok" if connected and state == "ok" else "bad"
+    return (
+        f'<section id="fleet" aria-labelledby="fleet-h" class="fleet-{level}">'
+        f'<h2 id="fleet-h">Fleet</h2>{"".join(lines)}</section>'
+    )
+
+
+def fleet_node_row(name: str, info: dict, digest: str) -> str:
+    node_digest = str(info.get("digest") or "")
+    same = info.get("same_config", node_digest == digest)
+    config = f'<code title="{escape(node_digest)}">{escape(node_digest[:12])}</code> ' + (
+        "same as this node" if same else "<strong>DIFFERENT from this node</strong>"
+    )
+    level = "ok" if same else "bad"
+    return (
+        f'<tr class="{level}" data-node="{escape(name)}"><th scope="row">{escape(name)}</th>'
+        f"<td>{escape(str(info.get('region') or '-'))}</td><td>{config}</td>"
+        f'<td class="num">{age(float(info.get("last_seen_age") or 0.0))} ago</td></tr>'
     )
 
 
@@ -289,6 +436,8 @@ def matrix_row(row: Row, regions: Iterable[str], now: float) -> str:
             cells.append(f'<td data-region="{escape(region)}">no data</td>')
             continue
         since = f"for {age(now - cell.since)}" if cell.since else ""
+        if not since and cell.seen:
+            since = f"seen {age(now - cell.seen)} ago"
         cells.append(
             f'<td class="cell {cell.level}" data-region="{escape(region)}" '
             f'data-check="{escape(row.check)}" data-state="{escape(cell.state)}">'
