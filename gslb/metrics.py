@@ -213,6 +213,12 @@ class StateCollector(Collector):
             "1 when the last load or reload attempt succeeded, 0 when it failed.",
             1.0 if last is None or last.ok else 0.0,
         )
+        yield GaugeMetricFamily(
+            "gslb_config_warnings",
+            "Warnings of the configuration being served (skipped URLFWD, ignored geo blocks, "
+            "ALIAS targets gslb cannot answer for, occluded data); /status lists them.",
+            len(config.warnings),
+        )
         serial = GaugeMetricFamily(
             "gslb_zone_serial", "SOA serial of each zone served.", labels=("zone",)
         )

@@ -209,3 +209,28 @@ def test_octodns_conventions_refuse_what_octodns_refuses(tmp_path, text, reason)
     write_zone(tmp_path, "example.com", text)
     config, errors = load_config(tmp_path)
     assert config is None and any(reason in e for e in errors), errors
+
+
+def test_unicode_names_are_idna_encoded_as_octodns_does(tmp_path):
+    """YamlProvider writes names in UTF-8; octoDNS pushes them IDNA-encoded, and so do we."""
+    write_zone(tmp_path, "bücher.test",
+               "straße:\n  type: CNAME\n  value: www.bücher.test.\n")  # fmt: skip
+    config, errors = load_config(tmp_path)
+    assert errors == []
+    zone = config.zones[to_wire("xn--bcher-kva.test.")]
+    assert zone.fqdn == "xn--bcher-kva.test."
+    node = zone.nodes[to_wire("xn--strae-oqa.xn--bcher-kva.test.")]
+    assert str(node.rrsets[5].rdatas[0].label) == "www.xn--bcher-kva.test."
+
+
+def test_warnings_are_counted_in_metrics_and_listed_in_status(unit_tests_server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(unit_tests_server.url("/metrics"), timeout=5) as response:
+        metrics = response.read().decode()
+    with urllib.request.urlopen(unit_tests_server.url("/status"), timeout=5) as response:
+        status = json.loads(response.read())
+    listed = status["config"]["warnings"]
+    assert any("URLFWD" in w for w in listed)
+    assert f"gslb_config_warnings {float(len(listed))}" in metrics

@@ -67,6 +67,7 @@ RECORDS: dict[str, list[dict]] = {
     "www": [{"type": "A", "ttl": 120, "values": ["192.0.2.10", "192.0.2.11"]},
             {"type": "AAAA", "values": ["2001:db8::10"]}],
     "cname": [{"type": "CNAME", "ttl": 60, "value": "www.oracle.test."}],
+    "bücher": [{"type": "CNAME", "value": "straße.oracle.test."}],  # written in UTF-8
     "old": [{"type": "DNAME", "value": "new.example.net."}],
     "ptr": [{"type": "PTR", "values": ["host-a.oracle.test.", "host-b.oracle.test."]}],
     "spf": [{"type": "SPF", "value": "v=spf1 ip4:192.0.2.0/24 -all"}],

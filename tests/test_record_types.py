@@ -269,3 +269,35 @@ def test_srv_and_uri_need_service_names_as_in_octodns(tmp_path, rtype, owner):
     write_zone(tmp_path, "example.com", f"{owner}:\n  type: {rtype}\n  value: {value}\n")
     config, errors = load_config(tmp_path)
     assert config is None and any(f"invalid name for {rtype} record" in e for e in errors)
+
+
+@pytest.fixture(scope="module")
+def signed(tmp_path_factory, geo_db):
+    from gslb.dnssec.tools import keygen
+
+    zones = tmp_path_factory.mktemp("signed-types")
+    extra = (
+        "old:\n  type: DNAME\n  value: new.example.com.\nwww.new:\n  type: A\n  value: 192.0.2.7\n"
+    )
+    write_zone(zones, "example.com", zone_text() + extra)
+    keygen(zones, "example.com.", 13)
+    with ServerThread(zones, geo_db) as running:
+        yield running
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+def test_every_type_validates_when_signed(signed, tcp):
+    """DNSSEC (gslb.dnssec) signs the new types' rdata as packed here: every answer, and the
+    DNAME with its synthesized CNAME, validates with dnspython against the served DNSKEY."""
+    from tests.test_dnssec import ask, served_keys, validate_reply
+
+    keys = served_keys(signed)
+    for owner, rtype, _, texts in CASES:
+        reply = ask(signed, f"{owner}.example.com", rtype, tcp=tcp)
+        assert reply.rcode() == dns.rcode.NOERROR and validate_reply(reply, keys) >= 1, rtype
+        code = dns.rdatatype.from_text(rtype)
+        (answer,) = [r for r in reply.answer if r.rdtype == code]
+        assert set(answer) == {dns.rdata.from_text("IN", rtype, t) for t in texts}
+    reply = ask(signed, "www.old.example.com", "A", tcp=tcp)
+    assert validate_reply(reply, keys) >= 2
+    assert {r.rdtype for r in reply.answer} >= {dns.rdatatype.DNAME, dns.rdatatype.A}

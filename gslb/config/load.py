@@ -22,7 +22,7 @@ from gslb.config import model
 from gslb.config.alias import resolve_aliases
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import AAAA, CNAME, A, DynamicRecord, Node, RRset, Zone
-from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_wire
+from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_text, to_wire
 from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
 from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
@@ -147,12 +147,12 @@ def load_zone(
 ) -> Zone | None:
     """One zone from its file, its split directory's files, or both (merged, as octoDNS)."""
     first = source.files[0]
-    fqdn = source.fqdn.lower()
     try:
-        origin = to_wire(fqdn)
+        origin = to_wire(source.fqdn)
     except NameError_ as exc:
         errors.append(f"{first}: file name is not a zone name: {exc}")
         return None
+    fqdn = to_text(origin)  # IDNA-encoded, lowercase: as resolvers ask for it
     singles = [p for p in source.files if p.parent == directory]
     if len(singles) > 1:
         errors.append(f"{singles[1]}: zone {fqdn} defined twice (also in {singles[0].name})")

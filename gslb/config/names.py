@@ -5,6 +5,8 @@ The answer path works on wire bytes only; text is for YAML, messages and metrics
 
 from __future__ import annotations
 
+import idna
+
 MAX_NAME = 255
 MAX_LABEL = 63
 
@@ -14,14 +16,18 @@ class NameError_(ValueError):
 
 
 def to_wire(text: str) -> bytes:
-    """``"WWW.Example.com."`` -> lowercase wire bytes. Raises NameError_ with the reason."""
+    """``"WWW.Example.com."`` -> lowercase wire bytes. Raises NameError_ with the reason.
+
+    A label with non-ASCII characters is IDNA-encoded (``bücher`` -> ``xn--bcher-kva``), label
+    by label as octoDNS encodes names, so a file octoDNS wrote with Unicode names is served
+    under the names octoDNS pushes to every other provider."""
     text = text.strip()
     if text in (".", ""):
         return b"\x00"
     labels = text.rstrip(".").split(".")
     out = bytearray()
     for label in labels:
-        raw = label.encode("utf-8").lower()
+        raw = label.encode("utf-8").lower() if label.isascii() else idna_label(label)
         if not raw:
             raise NameError_(f'empty label in "{text}"')
         if len(raw) > MAX_LABEL:
@@ -32,6 +38,13 @@ def to_wire(text: str) -> bytes:
     if len(out) > MAX_NAME:
         raise NameError_(f'name "{text[:40]}..." longer than {MAX_NAME} bytes')
     return bytes(out)
+
+
+def idna_label(label: str) -> bytes:
+    try:
+        return idna.encode(label.lower())
+    except idna.IDNAError as exc:
+        raise NameError_(f'label "{label}" is not a valid internationalized name: {exc}') from None
 
 
 def to_text(wire: bytes) -> str:
