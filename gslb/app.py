@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gslb.config.load import Config, keep_serials_increasing, load_config
+from gslb.config.sources import SPLIT_EXTENSION
 from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
@@ -55,6 +56,7 @@ class Settings:
     workers: int = 1  # >1: that many DNS processes on the same ports (SO_REUSEPORT)
     admin_token_file: Path | None = None  # else GSLB_ADMIN_TOKEN; neither: admin API off
     watch_interval: float = 0.0  # seconds between zone polls; 0 off (the CLI defaults to 1)
+    split_extension: str = SPLIT_EXTENSION  # octoDNS split zone directories: <zone><ext>/
     query_log_sample: int = 0  # log one query in N; 0 disables (and costs nothing)
     rrl: RrlConfig = field(default_factory=RrlConfig)  # UDP response rate limiting; off
     user: str | None = None  # drop to this user once every socket is bound
@@ -88,6 +90,7 @@ class Settings:
             workers=max(1, args.workers),
             admin_token_file=Path(args.admin_token_file) if args.admin_token_file else None,
             watch_interval=args.watch_interval,
+            split_extension=args.split_extension,
             query_log_sample=args.query_log_sample,
             rrl=RrlConfig(
                 rate=args.rrl_rate,
@@ -154,9 +157,12 @@ class App:
     async def start(self) -> None:
         if self.settings.watch_interval > 0:  # fingerprint before loading: no edit is missed
             self.watcher = ZoneWatcher(
-                self.settings.zones, self.reload, self.settings.watch_interval
+                self.settings.zones,
+                self.reload,
+                self.settings.watch_interval,
+                split_extension=self.settings.split_extension,
             )
-        config, errors = load_config(self.settings.zones)
+        config, errors = load_config(self.settings.zones, self.settings.split_extension)
         if config is None:
             raise StartupError("\n".join(errors))
         for warning in config.warnings:
@@ -326,7 +332,9 @@ class App:
         """Load everything, validate, swap atomically; on any error keep serving the old."""
         async with self.reload_lock:
             self.notifier.reloading()
-            config, errors = await asyncio.to_thread(load_config, self.settings.zones)
+            config, errors = await asyncio.to_thread(
+                load_config, self.settings.zones, self.settings.split_extension
+            )
             if config is None:
                 result = ReloadResult(False, errors)
                 for line in errors:

@@ -102,6 +102,7 @@ def build_parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check", help="validate a zones directory, print every problem")
     check.add_argument("directory", nargs="?", default=DEFAULT_ZONES)
     check.add_argument("--geoip", metavar="FILE", help="also check that this GeoIP DB opens")
+    add_split_extension(check)
 
     explain = sub.add_parser("explain", help="show the GSLB decision for one client, step by step")
     explain.add_argument("name")
@@ -254,6 +255,15 @@ def prefix(bits: int):
 def add_common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--zones", default=DEFAULT_ZONES, metavar="DIR")
     parser.add_argument("--geoip", metavar="FILE", help="MaxMind-format DB (default: geoip/)")
+    add_split_extension(parser)
+
+
+def add_split_extension(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--split-extension", default=".", metavar="EXT",
+        help="octoDNS YamlProvider split_extension: <zone><EXT>/ directories hold one file per "
+             "record (default '.'; '' reads zone files only)",
+    )  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,7 +285,7 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gslb.config.load import load_config
 
-    config, errors = load_config(args.directory)
+    config, errors = load_config(args.directory, args.split_extension)
     if args.geoip:
         errors += geo_errors(args.geoip)
     for line in config.warnings if config is not None else ():
@@ -342,7 +352,7 @@ def load_for_tools(args: argparse.Namespace):
     from gslb.geo import GeoDB, GeoError, default_db_path
     from gslb.policy.chain import Engine
 
-    config, errors = load_config(args.zones)
+    config, errors = load_config(args.zones, args.split_extension)
     if errors:
         print("\n".join(errors), file=sys.stderr)
         return None

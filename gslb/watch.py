@@ -18,18 +18,18 @@ import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from gslb.config.sources import watched_files
+from gslb.config.sources import SPLIT_EXTENSION, watched_files
 
 log = logging.getLogger(__name__)
 
 Fingerprint = tuple[tuple[str, int, int, int], ...]
 
 
-def fingerprint(directory: Path) -> Fingerprint:
+def fingerprint(directory: Path, split_extension: str = SPLIT_EXTENSION) -> Fingerprint:
     """Name, inode, mtime and size of every zone file (split directories' record files too):
     a change to any of them shows here."""
     entries = []
-    for path in watched_files(directory):
+    for path in watched_files(directory, split_extension):
         try:
             st = path.stat()  # follows symlinks, as the loader does
         except OSError:
@@ -47,12 +47,16 @@ class ZoneWatcher:
         reload: Callable[[], Awaitable[object]],
         interval: float = 1.0,
         settle: float | None = None,
+        split_extension: str = SPLIT_EXTENSION,
     ) -> None:
         self.directory = Path(directory)
+        self.split_extension = split_extension
         self.reload = reload
         self.interval = interval
         self.settle = min(interval, 0.5) if settle is None else settle
-        self.baseline = fingerprint(self.directory)  # taken before the first load: no gap
+        self.baseline = fingerprint(
+            self.directory, self.split_extension
+        )  # taken before the first load: no gap
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
@@ -76,7 +80,7 @@ class ZoneWatcher:
 
     async def poll(self) -> bool:
         """One check; reloads and returns True when the files changed since the last one."""
-        current = await asyncio.to_thread(fingerprint, self.directory)
+        current = await asyncio.to_thread(fingerprint, self.directory, self.split_extension)
         if current == self.baseline:
             return False
         current = await self._settled(current)
@@ -89,7 +93,7 @@ class ZoneWatcher:
         """Wait until two looks ``settle`` seconds apart agree (a writer has finished)."""
         while True:
             await asyncio.sleep(self.settle)
-            again = await asyncio.to_thread(fingerprint, self.directory)
+            again = await asyncio.to_thread(fingerprint, self.directory, self.split_extension)
             if again == current:
                 return current
             current = again

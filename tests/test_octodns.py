@@ -234,3 +234,21 @@ def test_warnings_are_counted_in_metrics_and_listed_in_status(unit_tests_server)
     listed = status["config"]["warnings"]
     assert any("URLFWD" in w for w in listed)
     assert f"gslb_config_warnings {float(len(listed))}" in metrics
+
+
+def test_split_extension_is_configurable(tmp_path):
+    """YamlProvider's split_extension is any suffix (octoDNS's own split fixtures use .tst);
+    '' reads zone files only, as YamlProvider's default (null) does."""
+    split = tmp_path / "example.com.tst"
+    split.mkdir()
+    (split / "$example.com.yaml").write_text("'':\n  type: NS\n  values: [ns1.example.com.]\n")
+    (split / "www.yaml").write_text("www:\n  type: A\n  value: 192.0.2.1\n")
+    config, errors = load_config(tmp_path, ".tst")
+    assert errors == [] and list(config.zones) == [to_wire("example.com.")]
+    check = [sys.executable, "-m", "gslb", "check", str(tmp_path)]
+    done = subprocess.run([*check, "--split-extension", ".tst"], capture_output=True,
+                          text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0 and "example.com." in done.stdout
+    done = subprocess.run([*check, "--split-extension", ""], capture_output=True, text=True,
+                          timeout=60)  # fmt: skip
+    assert done.returncode == 1 and "no zone files" in done.stderr

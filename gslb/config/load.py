@@ -26,7 +26,7 @@ from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to
 from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
 from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
-from gslb.config.sources import ZONE_SUFFIXES, ZoneSource, zone_sources
+from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
 from gslb.config.values import hostname, name_wire
 from gslb.dnssec.settings import ZoneSigning, load_signing
 from gslb.health.spec import CheckSpec
@@ -104,20 +104,24 @@ def gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def load_config(directory: str | Path) -> tuple[Config | None, list[str]]:
-    """Load every ``<zone>.yaml`` in ``directory``; on any error return (None, reasons)."""
+def load_config(
+    directory: str | Path, split_extension: str = SPLIT_EXTENSION
+) -> tuple[Config | None, list[str]]:
+    """Load every zone in ``directory`` (``<zone>.yaml`` files and ``<zone><split_extension>``
+    directories, gslb.config.sources); on any error return (None, reasons)."""
     with gc_paused():
-        return _load_config(Path(directory))
+        return _load_config(Path(directory), split_extension)
 
 
-def _load_config(directory: Path) -> tuple[Config | None, list[str]]:
+def _load_config(directory: Path, split_extension: str) -> tuple[Config | None, list[str]]:
     errors: list[str] = []
     warnings: list[str] = []
     if not directory.is_dir():
         return None, [f"{directory}: not a directory"]
-    sources = zone_sources(directory)
+    sources = zone_sources(directory, split_extension)
     if not sources:
-        return None, [f"{directory}: no zone files (<zone>.yaml or a <zone>. directory)"]
+        split = f" or a <zone>{split_extension} directory" if split_extension else ""
+        return None, [f"{directory}: no zone files (<zone>.yaml{split})"]
     zones: dict[bytes, Zone] = {}
     checks: dict[str, CheckSpec] = {}
     digest = hashlib.sha256()
