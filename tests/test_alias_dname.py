@@ -206,3 +206,27 @@ def test_data_below_a_dname_loads_with_a_warning(tmp_path):
     write_zone(tmp_path, "example.com", text)
     config, errors = load_config(tmp_path)
     assert errors == [] and any('"x.old": below the DNAME' in w for w in config.warnings)
+
+
+def test_explain_shows_the_steered_apex(tmp_path, geo_db):
+    import json
+
+    write_zone(tmp_path, "steered.test", STEERED)
+    command = [
+        sys.executable,
+        "-m",
+        "gslb",
+        "explain",
+        "steered.test",
+        "--client",
+        "198.51.100.7",
+        "--zones",
+        str(tmp_path),
+        "--geoip",
+        str(geo_db),
+        "--json",
+    ]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    trace = json.loads(done.stdout)
+    assert trace["record"] == "steered.test." and trace["answer"]["values"] == ["192.0.2.10"]

@@ -221,3 +221,15 @@ def test_what_octodns_refuses_gslb_refuses(tmp_path, name, data):
     config, errors = load_config(tmp_path)
     assert config is None
     assert errors and all(f'record "{name}"' in e for e in errors), errors
+
+
+def test_the_zone_octodns_wrote_passes_gslb_check(served):
+    import subprocess
+    import sys
+
+    _, server = served
+    done = subprocess.run([sys.executable, "-m", "gslb", "check", str(server.settings.zones)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert "ok: 1 zone(s): oracle.test." in done.stdout
+    assert 'record "redirect": URLFWD' in done.stderr  # the one record no DNS server serves
