@@ -154,7 +154,7 @@ test-dnssec: $(VENV)/.installed-test /usr/sbin/unbound /usr/sbin/kresd
 .PHONY: chromium test-console test-rules
 chromium: /usr/bin/chromium
 
-# The status page in a real browser: every test marked `browser` (they are left out of
+# The status page and the RUM beacon in a real browser: every test marked `browser` (they are left out of
 # `make test`, which needs nothing but Python).
 test-console: $(VENV)/.installed-test /usr/bin/chromium
 	$(BIN)/python -m pytest -q -m browser

@@ -23,7 +23,7 @@ from gslb.rum import sketch
 from gslb.rum.config import RumOptions
 from gslb.rum.decide import Decider, choose
 from gslb.rum.ingest import Ingest, Limits, Rejected
-from gslb.rum.network import NetInfo, prefix_key
+from gslb.rum.network import AsnDB, NetInfo, net_info, prefix_key
 from gslb.rum.store import Store, Summary
 from tests.geodb import CLIENTS
 
@@ -476,3 +476,44 @@ def test_bulk_samples_report_every_bad_item_and_keep_the_good(geo) -> None:
     country = table.summaries(table.levels["country"]["DE"], 1.0)
     prefix = table.summaries(table.levels["prefix"][prefix_key(ip("46.4.1.0"))], 1.0)
     assert country[A_].n == 51 and prefix[A_].n == 50  # the /16 counts for coarse levels only
+
+
+def write_asn_db(path) -> AsnDB:
+    from mmdb_writer import MMDBWriter
+    from netaddr import IPSet
+
+    writer = MMDBWriter(ip_version=6, ipv4_compatible=True, database_type="GeoLite2-ASN")
+    for network, asn in (("46.4.0.0/17", 64500), ("46.4.128.0/17", 64501)):
+        record = {"autonomous_system_number": asn, "autonomous_system_organization": f"AS{asn}"}
+        writer.insert_network(IPSet([network]), record)
+    writer.to_db_file(str(path))
+    return AsnDB.open(str(path))
+
+
+def test_the_asn_level_separates_carriers_within_a_country(geo, tmp_path) -> None:
+    asn = write_asn_db(tmp_path / "asn.mmdb")
+    store = Store()
+    options = replace(OPTIONS, min_networks=3)
+    store.configure({RECORD: options})
+    for third in (1, 2, 3):  # carrier 64500's users find b fast
+        address = ip(f"46.4.{third}.7")
+        net = net_info(address, geo.locate(address), asn)
+        assert net.asn == "AS64500-DE"
+        feed(store, net, {A_: 80, B_: 20, C_: 85}, 4, 100.0)
+    for third in (200, 201, 202, 203):  # carrier 64501's find a fast
+        address = ip(f"46.4.{third}.7")
+        feed(store, net_info(address, geo.locate(address), asn), {A_: 20, B_: 80, C_: 85}, 4, 100)
+    snap = Decider().build(store, {RECORD: (options, 3)}, 100.0, 0)
+    nobody_yet = ip("46.4.50.0")  # a /24 of carrier 64500 that never sent a beacon
+    decision, scope = snap.lookup(RECORD, nobody_yet, 24, geo.locate(nobody_yet), asn)
+    assert decision.level == "asn" and decision.key == "AS64500-DE"
+    assert set(decision.dropped) == {A_, C_} and scope == 17
+    other = ip("46.4.250.0")
+    decision, scope = snap.lookup(RECORD, other, 24, geo.locate(other), asn)
+    # Carrier 64501 decides like the whole data set (the majority): its key is left out and
+    # the answer carries the widest scope that decides the same.
+    assert set(decision.dropped) == {B_, C_} and decision.level == "global" and scope == 0
+    # Without the ASN database the level is skipped: carrier 64500 gets the majority's answer.
+    decision, _ = snap.lookup(RECORD, nobody_yet, 24, geo.locate(nobody_yet), None)
+    assert set(decision.dropped) == {B_, C_}
+    asn.close()

@@ -9,7 +9,7 @@
   var nav = navigator;
   if (!me || !window.fetch || !nav.sendBeacon || !window.performance) return;
   if (nav.connection && nav.connection.saveData) return;
-  var base = me.src.replace(/\/rum\.js(\?.*)?$/, "");
+  var base = me.src.replace(/\/rum\/v1\/rum\.js(\?.*)?$/, "");
   var name = me.getAttribute("data-name");
   var type = me.getAttribute("data-type") || "CNAME";
   var delay = Number(me.getAttribute("data-delay") || 2000);
