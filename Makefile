@@ -102,6 +102,12 @@ bench: $(VENV)/.installed-test
 bench-dnssec: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/dnssec.py
 
+# What the status page costs with 1,000 GSLB names and a full hour of history (one process).
+# Figures: bench/results/console.json.
+.PHONY: bench-console
+bench-console: $(VENV)/.installed-test
+	$(BIN)/python bench/console.py
+
 .PHONY: bench-scale
 bench-scale: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/scale.py

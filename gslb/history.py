@@ -9,9 +9,10 @@ events, which happen a few times an hour, not per query.
 
 Memory, bounded by the configuration: one ring of ``MINUTES`` counters (``array('L')``) per
 (record, target, reason) series that had an answer in the last hour, plus its last total for
-the deltas: about 0.7 KiB per series (709 bytes measured in ``tests/test_history.py``), so
-1,000 GSLB names x 3 targets x 2 reasons take about 4 MiB. A series with no answer for an hour
-is dropped. Transitions: the last ``TRANSITIONS`` (a few hundred bytes each).
+the deltas and its place in the per-record index: about 0.8 KiB per series (835 bytes measured
+in ``tests/test_history.py``), so 1,000 GSLB names x 3 targets x 2 reasons take about 5 MiB.
+A series with no answer for an hour is dropped. Transitions: the last ``TRANSITIONS`` (a few
+hundred bytes each).
 """
 
 from __future__ import annotations
@@ -51,6 +52,7 @@ class AnswerHistory:
         self.minutes = minutes
         self.current: int | None = None  # the minute number (epoch seconds // 60) now filled
         self.series: dict[Key, array] = {}  # one ring of per-minute counts per series
+        self.by_record: dict[str, set[Key]] = {}  # record -> its series, for per_minute
         self.baseline: dict[Key, int] = {}
 
     def observe(self, totals: Mapping[Key, int], now: float) -> None:
@@ -66,6 +68,7 @@ class AnswerHistory:
             counts = self.series.get(key)
             if counts is None:
                 counts = self.series[key] = array("L", [0]) * self.minutes
+                self.by_record.setdefault(key[0], set()).add(key)
             counts[slot] += delta
 
     def _advance(self, minute: int) -> None:
@@ -82,38 +85,62 @@ class AnswerHistory:
                 counts[slot] = 0
             if not any(counts):
                 del self.series[key]
+                keys = self.by_record[key[0]]
+                keys.discard(key)
+                if not keys:
+                    del self.by_record[key[0]]
         self.current = minute
 
     def window(self, minutes: int, now: float) -> dict[Key, int]:
         """Answers per series in the last ``minutes`` minutes, the current one included."""
         self._advance(int(now // 60))
         minutes = max(1, min(minutes, self.minutes))
-        slots = [(self.current - back) % self.minutes for back in range(minutes)]
+        end = self.current % self.minutes + 1  # slots are contiguous modulo the ring
+        start = end - minutes
         out = {}
         for key, counts in self.series.items():
-            total = sum(counts[slot] for slot in slots)
+            total = span_sum(counts, start, end)
             if total:
                 out[key] = total
         return out
 
-    def per_minute(self, record: str, now: float) -> tuple[int, list[dict[str, int]]]:
-        """(first minute number, answers per target for each minute, oldest first) of one
-        record over the whole ring; reasons are summed."""
+    def summary(self, recent: int, now: float) -> dict[str, dict[tuple[str, str], tuple]]:
+        """In one pass: record -> {(target, reason): (answers in the last ``recent`` minutes,
+        answers in the whole ring)}; the current minute counts as recent."""
+        self._advance(int(now // 60))
+        end = self.current % self.minutes + 1  # slots are contiguous modulo the ring
+        start = end - max(1, min(recent, self.minutes))
+        out: dict[str, dict] = {}
+        for (record, target, reason), counts in self.series.items():
+            last = span_sum(counts, start, end)
+            out.setdefault(record, {})[(target, reason)] = (last, sum(counts))
+        return out
+
+    def per_minute(self, record: str, now: float) -> tuple[int, dict[str, list[int]]]:
+        """(first minute number, answers per minute for each target, oldest minute first) of
+        one record over the whole ring; reasons are summed."""
         self._advance(int(now // 60))
         start = self.current - self.minutes + 1
-        columns: list[dict[str, int]] = [{} for _ in range(self.minutes)]
-        for (name, target, _reason), counts in self.series.items():
-            if name != record:
-                continue
-            for index in range(self.minutes):
-                count = counts[(start + index) % self.minutes]
-                if count:
-                    column = columns[index]
-                    column[target] = column.get(target, 0) + count
-        return start, columns
+        pivot = start % self.minutes
+        out: dict[str, list[int]] = {}
+        for key in self.by_record.get(record, ()):
+            counts = self.series[key]
+            ordered = (counts[pivot:] + counts[:pivot]).tolist()
+            previous = out.get(key[1])
+            if previous is not None:  # the same target under another reason
+                ordered = list(map(sum, zip(previous, ordered, strict=True)))
+            out[key[1]] = ordered
+        return start, out
 
     def records(self) -> set[str]:
-        return {key[0] for key in self.series}
+        return set(self.by_record)
+
+
+def span_sum(counts: array, start: int, end: int) -> int:
+    """Sum of the slots from ``start`` (negative: wrapping round the ring) up to ``end``."""
+    if start >= 0:
+        return sum(counts[start:end])
+    return sum(counts[start:]) + sum(counts[:end])
 
 
 @dataclass(frozen=True, slots=True)

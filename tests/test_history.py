@@ -22,9 +22,10 @@ def test_increase_since_the_last_sample_is_filed_under_its_minute():
     assert history.window(1, T0 + 61) == {A: 4, B: 4, O: 2}
     assert history.window(5, T0 + 61) == {A: 20, B: 9, O: 2}
     start, columns = history.per_minute(A[0], T0 + 61)
-    assert start + len(columns) - 1 == int((T0 + 61) // 60)
-    assert columns[-2:] == [{"cdn-a.net.": 16, "cdn-b.net.": 5}, {"cdn-a.net.": 4, "cdn-b.net.": 4,
-                                                                   "origin": 2}]  # fmt: skip
+    assert start + 59 == int((T0 + 61) // 60)
+    assert {target: counts[-2:] for target, counts in columns.items()} == {
+        "cdn-a.net.": [16, 4], "cdn-b.net.": [5, 4], "origin": [0, 2]}  # fmt: skip
+    assert all(len(counts) == 60 and not any(counts[:-2]) for counts in columns.values())
 
 
 def test_minutes_older_than_the_ring_fall_out_and_idle_series_are_dropped():
@@ -93,3 +94,13 @@ async def test_sampler_sums_the_processes_like_metrics_does():
     await sampler.sample()
     assert history.answers.window(5, T0 + 5) == {A: 7, B: 1}
     assert history.sampled_at == T0 + 5
+
+
+def test_summary_gives_both_windows_per_record_in_one_pass():
+    history = AnswerHistory()
+    history.observe({A: 10, O: 1}, T0 - 20 * 60)  # 20 minutes ago: in the hour, not in 5 min
+    history.observe({A: 14, O: 1, B: 2}, T0 + 30)
+    summary = history.summary(5, T0 + 30)
+    assert summary == {A[0]: {A[1:]: (4, 14), O[1:]: (0, 1), B[1:]: (2, 2)}}
+    assert {k: v[0] for k, v in summary[A[0]].items() if v[0]} == {
+        (a, b): n for (_, a, b), n in history.window(5, T0 + 30).items()}  # fmt: skip

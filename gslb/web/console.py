@@ -22,6 +22,7 @@ feature is not configured, in which case the panel is left out. They register fr
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -49,6 +50,20 @@ ORIGIN_COLOUR = "#8a8f98"
 LEVEL_WORDS = {"ok": "healthy", "warn": "degraded", "bad": "failing"}
 
 PanelRenderer = Callable[[Any], str | None]
+
+
+def per_config(function: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    """Memoise a function of the configuration on its identity (configurations are replaced,
+    never changed): the page does not walk every record on every load."""
+    memo: list = [None, None]
+
+    @functools.wraps(function)
+    def wrapper(config: Any) -> Any:
+        if memo[0] is not config:
+            memo[0], memo[1] = config, function(config)
+        return memo[1]
+
+    return wrapper
 
 
 # -- the health matrix -------------------------------------------------------------------------
@@ -174,6 +189,7 @@ def local_cell(status: dict) -> Cell:
     return Cell("up", "ok", reason, since)
 
 
+@per_config
 def check_labels(config: Any) -> dict[str, str]:
     """Check key -> the answer values it stands for, as the operator wrote them."""
     labels: dict[str, list[str]] = {}
@@ -238,7 +254,8 @@ class Console:
         sampler = getattr(self.app, "sampler", None)
         if sampler is not None:  # the current minute up to date, as a scrape of /metrics is
             await sampler.sample()
-        body = self.render(refresh, time.time())
+        show_all = request.query.get("records") == "all"
+        body = self.render(refresh, time.time(), show_all)
         return web.Response(
             text=body,
             content_type="text/html",
@@ -246,11 +263,11 @@ class Console:
             headers={"Cache-Control": "no-store"},
         )
 
-    def render(self, refresh: int, now: float) -> str:
+    def render(self, refresh: int, now: float, show_all: bool = False) -> str:
         app = self.app
         sections = [
             health_section(self.matrix_source(app), now, overrides_of(app)),
-            traffic_section(app, now),
+            traffic_section(app, now, show_all),
             transitions_section(app, now),
             config_section(app, now),
         ]
@@ -469,20 +486,33 @@ def clock(at: float) -> str:
 # -- traffic -----------------------------------------------------------------------------------
 
 
-def traffic_section(app: Any, now: float) -> str:
+RECORDS_SHOWN = 30  # records with charts unless ?records=all: the ones that need a look first
+DEGRADED = frozenset({"fallback", "origin", "fail-open", "exhausted"})
+
+Counts = dict[tuple[str, str], int]  # (target, reason) -> answers, for one record
+
+
+def traffic_section(app: Any, now: float, show_all: bool = False) -> str:
     config, history = app.config, getattr(app, "history", None)
-    records = list(dynamic_records(config)) if config is not None else []
+    records = list(unique_records(config)) if config is not None else []
     if not records or history is None:
         body = "<p>No dynamic records are configured.</p>"
     else:
-        last5 = history.answers.window(5, now)
-        hour = history.answers.window(history.answers.minutes, now)
-        seen, parts = set(), []
-        for record in records:
-            if record.fqdn in seen:  # A and AAAA of one name share the metrics label
-                continue
-            seen.add(record.fqdn)
+        summary = history.answers.summary(5, now)
+        records.sort(key=lambda r: rank(summary.get(r.fqdn, {}), r.fqdn))
+        shown = records if show_all else records[:RECORDS_SHOWN]
+        parts = []
+        for record in shown:
+            counts = summary.get(record.fqdn, {})
+            last5 = {key: spans[0] for key, spans in counts.items() if spans[0]}
+            hour = {key: spans[1] for key, spans in counts.items()}
             parts.append(record_panel(record, history.answers, last5, hour, now))
+        if len(shown) < len(records):
+            parts.insert(0, (
+                f"<p>The {len(shown)} of {len(records)} records that most need a look: "
+                "answering from a fallback or the origin first, then the busiest. "
+                '<a href="/?records=all">Show all</a>.</p>'
+            ))  # fmt: skip
         body = "\n".join(parts)
     return (
         '<section id="traffic" aria-labelledby="traffic-h"><h2 id="traffic-h">Traffic</h2>'
@@ -492,13 +522,35 @@ def traffic_section(app: Any, now: float) -> str:
     )
 
 
-def record_panel(record: Any, answers: Any, last5: dict, hour: dict, now: float) -> str:
+@per_config
+def unique_records(config: Any) -> tuple[Any, ...]:
+    """One per name: A and AAAA of one name share the metrics label."""
+    seen, out = set(), []
+    for record in dynamic_records(config):
+        if record.fqdn not in seen:
+            seen.add(record.fqdn)
+            out.append(record)
+    return tuple(out)
+
+
+def rank(counts: dict, name: str) -> tuple:
+    """Records answering from a fallback or the origin first, then the busiest."""
+    total = degraded = hour = 0
+    for (_, reason), (last5, last_hour) in counts.items():
+        total += last5
+        hour += last_hour
+        if reason in DEGRADED:
+            degraded += last5
+    return (-(degraded / total if total else 0.0), -hour, name)
+
+
+def record_panel(record: Any, answers: Any, last5: Counts, hour: Counts, now: float) -> str:
     name = record.fqdn
     targets = [t.value for t in configured_targets(record)]
-    extra = sorted({k[1] for k in (*last5, *hour) if k[0] == name and k[1] not in targets})
-    targets += [t for t in extra if t != "origin"] + ["origin"]
+    extra = sorted({t for t, _ in (*last5, *hour) if t not in targets and t != "origin"})
+    targets += [*extra, "origin"]
     colours = target_colours(targets)
-    by5, by_hour = by_target(last5, name), by_target(hour, name)
+    by5, by_hour = by_target(last5), by_target(hour)
     total5, total_hour = sum(by5.values()), sum(by_hour.values())
     start, columns = answers.per_minute(name, now)
     slug = "rec-" + "".join(c if c.isalnum() else "-" for c in name.rstrip("."))
@@ -511,10 +563,11 @@ def record_panel(record: Any, answers: Any, last5: dict, hour: dict, now: float)
             "Last hour", share_bar(by_hour, total_hour, targets, colours, "last hour"), total_hour
         )
         + '<figure class="chart"><figcaption>Share per minute, last hour (right: now)'
-        f"</figcaption>{minute_chart(start, columns, targets, colours)}</figure></div>"
+        f"</figcaption>{minute_chart(start, columns, targets, colours, answers.minutes)}"
+        "</figure></div>"
     )
     rows = "".join(
-        target_row(t, colours[t], by5, total5, by_hour, total_hour, last5, name)
+        target_row(t, colours[t], by5, total5, by_hour, total_hour, last5)
         for t in targets
         if t != "origin" or by_hour.get("origin")
     )
@@ -549,19 +602,10 @@ def target_colours(targets: list[str]) -> dict[str, str]:
     return colours
 
 
-def by_target(window: dict, record: str) -> dict[str, int]:
+def by_target(counts: Counts) -> dict[str, int]:
     out: dict[str, int] = {}
-    for (name, target, _reason), count in window.items():
-        if name == record:
-            out[target] = out.get(target, 0) + count
-    return out
-
-
-def by_reason(window: dict, record: str, target: str) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for (name, tgt, reason), count in window.items():
-        if name == record and tgt == target:
-            out[reason] = out.get(reason, 0) + count
+    for (target, _reason), count in counts.items():
+        out[target] = out.get(target, 0) + count
     return out
 
 
@@ -600,18 +644,21 @@ def share_bar(
 
 
 def minute_chart(
-    start: int, columns: list[dict[str, int]], targets: list[str], colours: dict[str, str]
-) -> str:
+    start: int, columns: dict[str, list[int]], targets: list[str], colours: dict[str, str],
+    width: int,
+) -> str:  # fmt: skip
     """One stacked column per minute (height = share), grey where there were no answers."""
-    width = len(columns)
     parts = [f'<rect width="{width}" height="20" fill="#eef1f4"/>']
-    for index, column in enumerate(columns):
-        total = sum(column.values())
+    shown = [t for t in targets if t in columns]
+    totals = (
+        [sum(minute) for minute in zip(*(columns[t] for t in shown), strict=True)] if shown else []
+    )
+    for index, total in enumerate(totals):
         if not total:
             continue
         y = 20.0
-        for target in targets:
-            count = column.get(target, 0)
+        for target in shown:
+            count = columns[target][index]
             if not count:
                 continue
             height = 20 * count / total
@@ -631,9 +678,9 @@ def minute_chart(
 
 def target_row(
     target: str, colour: str, by5: dict, total5: int, by_hour: dict, total_hour: int,
-    last5: dict, record: str,
+    last5: Counts,
 ) -> str:  # fmt: skip
-    reasons = by_reason(last5, record, target)
+    reasons = {reason: c for (t, reason), c in last5.items() if t == target}
     words = ", ".join(f"{r} {c}" for r, c in sorted(reasons.items(), key=lambda kv: -kv[1]))
     return (
         f'<tr data-target="{escape(target)}"><th scope="row">'
