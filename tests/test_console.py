@@ -321,3 +321,27 @@ def test_a_server_with_a_region_shows_it_beside_the_fleet_verdict(server):
     finally:
         server.call(set_region(None))
     assert "whole fleet" not in page(server).all_text
+
+
+def many_records(count: int) -> str:
+    out = [ZONE_HEAD]
+    for i in range(count):
+        status = "down" if i == count - 1 else "obey"  # the last one answers from the origin
+        out.append(
+            f"r{i}:\n  type: A\n  value: 192.0.2.99\n  dynamic:\n    pools:\n      p:\n"
+            f"        values: [{{value: 198.51.100.{i % 250 + 1}, status: {status}}}]\n"
+            "    rules: [{pool: p}]\n"
+        )
+    return "".join(out)
+
+
+def test_many_records_show_those_that_need_a_look_first(tmp_path, geo_db):
+    write_zone(tmp_path, "example.com", many_records(40))
+    with ServerThread(tmp_path, geo_db) as many:
+        for name in ("r0", "r1", "r1", "r39"):
+            many.udp(dns.message.make_query(f"{name}.example.com", "A"))
+        text = http(many, "/").text
+        shown = re.findall(r'data-record="([^"]+)"', text)
+        assert len(shown) == 30 and "The 30 of 40 records that most need a look" in text
+        assert shown[:3] == ["r39.example.com.", "r1.example.com.", "r0.example.com."]
+        assert len(re.findall(r'data-record="', http(many, "/?records=all").text)) == 40
