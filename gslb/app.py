@@ -15,6 +15,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gslb.commit.metrics import CommitCollector
+from gslb.commit.service import CommitService
 from gslb.config.load import Config, keep_serials_increasing, load_config
 from gslb.config.sources import SPLIT_EXTENSION
 from gslb.dns.responder import Options, Responder
@@ -36,7 +38,7 @@ from gslb.privileges import PrivilegeError, describe, drop_privileges
 from gslb.rum import settings as rum_settings
 from gslb.rum.metrics import RumCollector
 from gslb.rum.service import RumService, open_service
-from gslb.stats import Stats
+from gslb.stats import Stats, merge
 from gslb.watch import ZoneWatcher
 from gslb.workers import WorkerPool, WorkerSpec
 
@@ -137,6 +139,8 @@ class App:
         self.prober: Prober | None = None
         self.fleet: FleetNode | None = None
         self.rum: RumService | None = None
+        self.commit: CommitService | None = None
+        self.steering: dict = {}  # gslb.commit weights, attached to every view we answer from
         self.dns: DnsServer | None = None
         self.pool: WorkerPool | None = None
         self.dns_bound: list[tuple[str, int]] = []
@@ -193,7 +197,8 @@ class App:
         await self.fleet.start()  # connects in the background, never waits for the engine
         if self.settings.probe_wait:
             await self.prober.first_round(timeout=max_timeout(config))
-        self.responder.set_health(self.fleet.view)
+        self.start_commit(config)
+        self.on_health(self.fleet.view)
         sockets = await self.bind_dns()
         await self.start_web()
         self.rum.start()
@@ -274,7 +279,7 @@ class App:
                           asn_db=str(self.settings.rum.asn_db or "") or None)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         try:
-            await self.pool.start(spec, self.config, self.fleet.view)
+            await self.pool.start(spec, self.config, self.responder.health)
         finally:
             for udp, tcp in placeholders:  # never left to swallow a share of the queries
                 udp.close()
@@ -309,9 +314,27 @@ class App:
         the latest RUM decisions attached."""
         if self.rum is not None and self.rum.snapshot is not None:
             view = view.with_rum(self.rum.snapshot)
+        if self.steering:
+            view = view.with_steering(self.steering)
         self.responder.set_health(view)
         if self.pool is not None:
             self.pool.push_health(view)
+
+    def start_commit(self, config: Config) -> None:
+        """The commit controllers (off the DNS path), resumed from ``--state-dir``."""
+        self.commit = CommitService(self.on_steering, self.merged_stats, self.settings.state_dir)
+        self.metrics.registry.register(CommitCollector(self.commit))
+        self.commit.configure(config)
+        self.commit.start()
+
+    def on_steering(self, steering: dict) -> None:
+        """New commit weights: republish the current view with them attached."""
+        self.steering = steering
+        if self.fleet is not None:
+            self.on_health(self.fleet.view)
+
+    async def merged_stats(self) -> dict:
+        return merge(await self.stats_snapshots())
 
     async def stats_snapshots(self) -> list[dict]:
         """Counters of every process that answers DNS (for /metrics)."""
@@ -345,6 +368,7 @@ class App:
                 await self.prober.update(config.checks)
                 self.fleet.set_config(config)
                 self.rum.configure(config)
+                self.commit.configure(config)
                 self.config = config
                 self.responder.set_config(config)
                 if self.pool is not None:
@@ -358,6 +382,8 @@ class App:
             return result
 
     async def stop(self) -> None:
+        if self.commit is not None:
+            await self.commit.stop()
         self.notifier.stopping()
         if self.watcher is not None:
             await self.watcher.stop()

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 import yaml
 
-from gslb.config.dynamic import GSLB_KEYS, STEPS, parse_dynamic
+from gslb.config.dynamic import GSLB_KEYS, STEPS, TARGET_KEYS, parse_dynamic
 from gslb.config.model import AAAA, CNAME, A, DynamicRecord
 from gslb.health.spec import CheckSpec
 
@@ -691,8 +691,8 @@ CASES: list[tuple[dict[str, Any], str]] = [
     (
         changed(C, "gslb", {"targets": {"a.cdn.net.": {"costs": 1}}}),
         (
-            'gslb.targets "a.cdn.net.": unknown key "costs" (did you mean "cost"?); expected cost, '
-            "check, lat, lon, pops"
+            'gslb.targets "a.cdn.net.": unknown key "costs" (did you mean "cost"?); expected '
+            + ", ".join(TARGET_KEYS)
         ),
     ),
     (

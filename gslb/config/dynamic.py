@@ -17,6 +17,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gslb.commit.contract import chain_with_commit, parse_commit
 from gslb.config.model import (
     CNAME,
     DEFAULT_CHAIN,
@@ -32,7 +33,8 @@ from gslb.config.values import hostname, ipv4, ipv6
 from gslb.health.spec import CheckSpec, from_octodns, parse_check
 from gslb.rum.config import parse_rum, with_rum
 
-STEPS = (*DEFAULT_CHAIN[:2], "rum", *DEFAULT_CHAIN[2:])  # every step, in the recommended order
+# every step, in the recommended order
+STEPS = (*DEFAULT_CHAIN[:2], "rum", *DEFAULT_CHAIN[2:-1], "commit", DEFAULT_CHAIN[-1])
 STATUSES = ("up", "down", "obey")
 MAX_ANSWERS = 8  # Route 53 multivalue answers stop at 8 as well
 MAX_TTL = 2**31 - 1
@@ -55,8 +57,9 @@ GSLB_KEYS = (
     "origin_check",
     "targets",
     "rum",
+    "commit",
 )
-TARGET_KEYS = ("cost", "check", "lat", "lon", "pops")
+TARGET_KEYS = ("cost", "check", "lat", "lon", "pops", "commit")
 POP_KEYS = ("name", "lat", "lon", "addresses", "check")
 
 
@@ -220,6 +223,9 @@ class _Parser:
         origin_targets = self.origin_targets(gslb.get("origin_check"), origin, extras, make_check)
         rum = parse_rum(gslb, self.rdata, in_pools, self.error)
         options = with_rum(options, rum, "chain" in gslb, self.error)
+        commit = parse_commit(gslb, self.rdata, in_pools, self.error)
+        if options is not None:
+            options = chain_with_commit(options, commit, "chain" in gslb, self.error)
         if self.failed() or options is None or rules is None:
             return None
         first_check = origin_targets[0].check if origin_targets else None
@@ -243,6 +249,7 @@ class _Parser:
             options=replace(options, origin_check=first_check),
             origin_targets=origin_targets,
             rum=rum,
+            commit=commit,
         )
 
     def gslb_block(self, raw: Any) -> Mapping:

@@ -112,6 +112,7 @@ class DynamicRecord:
     # The origin values as Targets (cost, PoPs, origin check); empty = plain ``origin`` values.
     origin_targets: tuple[Target, ...] = ()
     rum: Any = None  # gslb.rum.config.RumOptions: steering by real-user measurements
+    commit: Any = None  # gslb.commit.contract.CommitSpec: contracts and controller settings
 
 
 @dataclass(slots=True)

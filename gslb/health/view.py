@@ -63,6 +63,9 @@ class HealthView:
     # Real-user measurement decisions (gslb.rum.snapshot.Snapshot), attached by the app to
     # every view it publishes: a new snapshot reaches workers and clears caches like health.
     rum: Any = None
+    # Commit controller weights per record ((fqdn, rtype) -> gslb.commit.view.Steering),
+    # attached the same way (``with_steering``).
+    steering: Mapping[tuple[str, int], Any] = field(default_factory=_empty)
 
     def state(self, check: str | None) -> CheckState | None:
         return None if check is None else self.states.get(check)
@@ -90,15 +93,21 @@ class HealthView:
         regional = {name: replace(view, rum=rum) for name, view in self.regional.items()}
         return replace(self, rum=rum, regional=MappingProxyType(regional))
 
+    def with_steering(self, steering: Mapping[tuple[str, int], Any]) -> HealthView:
+        """This view with commit weights attached, to the regional views as well."""
+        frozen = MappingProxyType(dict(steering))
+        regional = {name: replace(view, steering=frozen) for name, view in self.regional.items()}
+        return replace(self, steering=frozen, regional=MappingProxyType(regional))
+
     def to_wire(self) -> tuple:
         """Plain picklable data for worker processes (``from_wire`` rebuilds the view)."""
         regional = {name: view.to_wire() for name, view in self.regional.items()}
         return (self.version, dict(self.states), dict(self.targets), regional,
-                self.varies, self.region_of, self.rum)  # fmt: skip
+                self.varies, self.region_of, self.rum, dict(self.steering))  # fmt: skip
 
     @classmethod
     def from_wire(cls, data: tuple) -> HealthView:
-        version, states, targets, regional, varies, region_of, rum = data
+        version, states, targets, regional, varies, region_of, rum, steering = data
         return cls(
             version,
             MappingProxyType(states),
@@ -107,6 +116,7 @@ class HealthView:
             varies,
             region_of,
             rum,
+            MappingProxyType(steering),
         )
 
     def effective(self, check: str | None) -> str:

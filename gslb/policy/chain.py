@@ -16,7 +16,7 @@ from typing import Any
 
 from gslb.config.model import DynamicRecord
 from gslb.health.view import HealthView
-from gslb.policy import cost, health, performance, proximity, rules, rum, weighted
+from gslb.policy import commit, cost, health, performance, proximity, rules, rum, weighted
 from gslb.policy.client import (
     STICKY_PREFIX,
     Address,
@@ -37,6 +37,7 @@ STEPS: dict[str, Step] = {
     "performance": performance.step,
     "proximity": proximity.step,
     "cost": cost.step,
+    "commit": commit.step,
     "weighted": weighted.step,
 }
 TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}

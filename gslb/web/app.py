@@ -34,6 +34,7 @@ from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
 from gslb.web.console import Console
 from gslb.web.rum import RumRoutes
+from gslb.web import usage
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +82,7 @@ class WebServer:
         router.add_post("/admin/measurements", self.admin_measurement)
         # Check keys contain "/" ("http://192.0.2.1:80/health#1a2b3c4d"): match greedily.
         router.add_post(r"/admin/targets/{check:.+}/{action:up|down|drain|obey}", self.admin_target)
+        usage.add_routes(router, self.app)
         return application
 
     async def start(self, host: str, port: int) -> tuple[str, int]:
@@ -139,6 +141,7 @@ class WebServer:
             "overrides": app.fleet.overrides_json() if app.fleet is not None else [],
             "geo": app.geo.description if app.geo is not None else None,
             "admin": {"enabled": bool(app.admin_token)},
+            "commit": app.commit.status() if getattr(app, "commit", None) is not None else None,
         })  # fmt: skip
 
     async def explain(self, request: web.Request) -> web.Response:

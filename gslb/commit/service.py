@@ -1,0 +1,249 @@
+"""The commit service: owns every record's controller, ticks them off the DNS path, publishes.
+
+One asyncio task (owned by the app, cancelled on stop) wakes every second, reads the answer
+counters of every DNS process (the estimate's input), ticks each record whose ``interval`` has
+passed, publishes one immutable ``Steering`` mapping for all records, and writes the state to
+``<state-dir>/commit.json`` so a restart mid-period resumes with the same weights and ledger.
+A usage feed post (``ingest``) ticks the records it touched at once when their interval has
+passed: new measurements, one bounded step.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from gslb.commit.ledger import REASONS
+from gslb.commit.record import RecordController
+from gslb.commit.view import Steering
+
+log = logging.getLogger("gslb.commit")
+
+STATE_FILE = "commit.json"
+STATE_VERSION = 1
+TICK_TIMEOUT = 10.0  # a tick that takes longer is abandoned (it never should)
+Key = tuple[str, int]
+Publish = Callable[[Mapping[Key, Steering]], None]
+StatsSource = Callable[[], Awaitable[dict]]
+TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
+
+
+def key_text(key: Key) -> str:
+    return f"{key[0]}/{TYPE_NAMES.get(key[1], key[1])}"
+
+
+class CommitService:
+    def __init__(
+        self,
+        publish: Publish,
+        stats: StatsSource | None = None,
+        state_dir: Path | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.publish = publish
+        self.stats = stats
+        self.path = None if state_dir is None else Path(state_dir) / STATE_FILE
+        self.clock = clock
+        self.records: dict[Key, RecordController] = {}
+        self.feed: Counter[str] = Counter()  # feed item outcome -> count
+        self.problems: Counter[str] = Counter()  # state file and tick problems -> count
+        self.last_answers: dict[tuple[str, str], int] = {}
+        self.task: asyncio.Task | None = None
+        self.restored = False
+
+    # -- configuration -------------------------------------------------------------------------
+
+    def configure(self, config: Any) -> None:
+        """Controllers for every record with contracts; kept across reloads by (fqdn, type)."""
+        wanted = {}
+        for zone in config.zones.values():
+            for node in zone.nodes.values():
+                for record in node.dynamic.values():
+                    if record.commit is not None:
+                        wanted[(record.fqdn, record.rtype)] = record
+        for key in list(self.records):
+            if key not in wanted:
+                del self.records[key]
+        for key, record in wanted.items():
+            if key in self.records:
+                self.records[key].configure(record)
+            else:
+                self.records[key] = RecordController(record)
+        if not self.restored:
+            self.restored = True
+            self.load()
+        self.publish(self.steering())
+
+    def steering(self) -> dict[Key, Steering]:
+        return {k: c.steering for k, c in self.records.items() if c.steering is not None}
+
+    # -- the task ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self.task is None and self.records is not None:
+            self.task = asyncio.create_task(self.run(), name="gslb-commit")
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, TimeoutError):
+                await asyncio.wait_for(self.task, timeout=5)
+            self.task = None
+        self.save()
+
+    async def run(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await asyncio.wait_for(self.tick_due(), timeout=TICK_TIMEOUT)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # a bug must not stop pacing for good; counted and logged
+                self.problems["tick-error"] += 1
+                log.exception("commit: tick failed")
+
+    async def tick_due(self, force: bool = False) -> list[Key]:
+        """Read answer counters, then tick every record whose interval has passed."""
+        if not self.records:
+            return []
+        now = self.clock()
+        if self.stats is not None:
+            self.add_answers(await self.stats(), now)
+        return self.tick(now, self.records, force)
+
+    def tick(self, now: float, keys: Iterable[Key], force: bool = False) -> list[Key]:
+        ticked = []
+        for key in keys:
+            controller = self.records[key]
+            last = controller.last_tick
+            if force or last is None or now - last >= controller.spec.interval or now < last:
+                controller.tick(now)
+                ticked.append(key)
+        if ticked:
+            self.publish(self.steering())
+            self.save()
+        return ticked
+
+    # -- inputs --------------------------------------------------------------------------------
+
+    def add_answers(self, stats: dict, now: float) -> None:
+        """Answers per (record, target) since the last read, as estimate units. A counter
+        that went down (a worker restarted) counts from zero again."""
+        totals: Counter[tuple[str, str]] = Counter()
+        for (record, target, reason), count in stats.get("answers", {}).items():
+            if reason not in ("origin", "fail-open", "exhausted"):
+                totals[(record, target)] += count
+        by_fqdn: dict[str, list[RecordController]] = {}
+        for controller in self.records.values():
+            by_fqdn.setdefault(controller.fqdn, []).append(controller)
+        for (record, target), count in totals.items():
+            before = self.last_answers.get((record, target), 0)
+            delta = count - before if count >= before else count
+            self.last_answers[(record, target)] = count
+            for controller in by_fqdn.get(record, []):
+                if delta > 0 and target in controller.static:
+                    controller.add_answers(now, {target: float(delta)})
+
+    def ingest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Usage feed items (already shape-checked): each accepted or refused with a reason.
+        Records whose data advanced tick at once if their interval has passed."""
+        now = self.clock()
+        results, touched = [], set()
+        for index, item in enumerate(items):
+            outcome, key = self.ingest_one(item, now)
+            self.feed[outcome] += 1
+            if outcome == "accepted":
+                touched.add(key)
+            elif outcome not in ("duplicate",):
+                log.warning(
+                    "commit: usage item %d for %s refused: %s", index, item.get("target"), outcome
+                )
+            results.append({"index": index, "target": item.get("target"), "result": outcome})
+        ticked = self.tick(now, sorted(touched)) if touched else []
+        for result in results:
+            result["ticked"] = [key_text(k) for k in ticked]
+        return results
+
+    def ingest_one(self, item: dict[str, Any], now: float) -> tuple[str, Key | None]:
+        target = item["target"]
+        record = item.get("record")
+        owners = [k for k, c in self.records.items() if target in c.static
+                  and (record is None or k[0] == record)]  # fmt: skip
+        if not owners:
+            return "unknown-target", None
+        if len(owners) > 1 and len({k[0] for k in owners}) > 1:
+            return "ambiguous-target", None
+        key = owners[0]
+        return self.records[key].add_feed(
+            target, item["start"], item["end"], item["bytes"], now
+        ), key
+
+    # -- state ---------------------------------------------------------------------------------
+
+    def save(self) -> None:
+        if self.path is None or not self.records:
+            return
+        from gslb.fleet.statefile import write_atomic
+
+        data = {"version": STATE_VERSION, "saved_at": self.clock(),
+                "records": {key_text(k): c.to_json() for k, c in self.records.items()}}  # fmt: skip
+        try:
+            write_atomic(self.path, data)
+        except OSError as exc:
+            self.problems["state-write"] += 1
+            log.error("commit: cannot write %s: %s", self.path, exc)
+
+    def load(self) -> None:
+        """Resume from the state file; an unusable file is reported and ignored."""
+        if self.path is None:
+            return
+        from gslb.fleet.statefile import StateError, read_json
+
+        try:
+            data = read_json(self.path)
+        except StateError as exc:
+            self.problems["state-unreadable"] += 1
+            log.warning("commit: state not restored: %s", exc)
+            return
+        if data is None:
+            return
+        if not isinstance(data, dict) or data.get("version") != STATE_VERSION:
+            self.problems["state-unreadable"] += 1
+            log.warning("commit: state not restored: %s: unknown format", self.path)
+            return
+        saved = data.get("records", {})
+        for key, controller in self.records.items():
+            if key_text(key) in saved:
+                try:
+                    controller.restore(saved[key_text(key)])
+                except (KeyError, TypeError, ValueError) as exc:
+                    self.problems["state-unreadable"] += 1
+                    log.warning("commit: state of %s not restored: %s", key_text(key), exc)
+        log.info("commit: state of %d record(s) restored from %s", len(saved), self.path)
+
+    # -- reporting -----------------------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "records": {
+                key_text(k): {
+                    "mode": c.spec.mode,
+                    "ticks": c.ticks,
+                    "last_tick": c.last_tick,
+                    "origin": c.steering.origin if c.steering else "none",
+                    "estimate": c.steering is None or c.steering.origin != "feed",
+                    "calibration_bytes_per_answer": c.ledger.calibration,
+                    "targets": c.state,
+                    "events": dict(c.events),
+                }
+                for k, c in sorted(self.records.items())
+            },
+            "feed": {reason: self.feed.get(reason, 0) for reason in REASONS},
+            "problems": dict(self.problems),
+        }

@@ -1,0 +1,183 @@
+"""Bad input and faults around the commit controller, on a virtual clock: a feed that stops,
+a period rollover during a reload, a contract moved by a reload, a restart from the state
+dir, a corrupt state file, and a hostile feed that can never swing weights by more than the
+configured step."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gslb.commit.service import CommitService
+from gslb.config.load import load_config
+
+A, B = "cdn-a.example.net.", "cdn-b.example.net."
+KEY = ("content.example.com.", 5)
+START = 1_764_547_200.0  # 2025-12-01, Monday
+
+
+def zone(start: float = START, step: float = 0.05, commit: str = "300GB") -> str:
+    return f"""\
+'':
+  - type: NS
+    values: [ns1.example.com.]
+ns1:
+  type: A
+  value: 192.0.2.53
+content:
+  type: CNAME
+  ttl: 30
+  value: origin.example.com.
+  dynamic:
+    pools:
+      all:
+        values:
+          - {{value: {A}, weight: 50}}
+          - {{value: {B}, weight: 50}}
+    rules:
+      - pool: all
+  gslb:
+    commit: {{interval: 300, max_step: {step}, feed_stale: 900}}
+    targets:
+      {A}:
+        commit: {{volume: {commit}, period: 7d, start: {start}, price: 0.004, overage: 0.006}}
+      {B}: {{cost: 0.002}}
+"""
+
+
+class Clock:
+    def __init__(self, now: float) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def service(tmp_path, text: str | None = None, clock: Clock | None = None, state=None):
+    zones = tmp_path / "zones"
+    zones.mkdir(exist_ok=True)
+    (zones / "example.com.yaml").write_text(text or zone())
+    config, errors = load_config(zones)
+    assert config is not None, errors
+    published: list[dict] = []
+    svc = CommitService(published.append, None, state, clock or Clock(START + 86400))
+    svc.configure(config)
+    return svc, published, zones
+
+
+def feed_hours(svc: CommitService, clock: Clock, hours: float, a: float = 1e8, b: float = 1e8):
+    """Feed 5-minute slots of usage as time passes, ticking like the service would."""
+    for _ in range(int(hours * 12)):
+        clock.now += 300
+        svc.ingest([{"target": A, "start": clock.now - 300, "end": clock.now, "bytes": a},
+                    {"target": B, "start": clock.now - 300, "end": clock.now, "bytes": b}])  # fmt: skip
+        svc.tick(clock.now, list(svc.records))
+
+
+def test_a_feed_that_stops_hands_over_to_the_calibrated_estimate(tmp_path):
+    clock = Clock(START + 86400)
+    svc, _, _ = service(tmp_path, clock=clock)
+    controller = svc.records[KEY]
+    for _ in range(12):  # an hour with both feed and answers: calibration
+        controller.add_answers(clock.now + 1, {A: 10.0, B: 10.0})
+        clock.now += 300
+        svc.ingest([{"target": t, "start": clock.now - 300, "end": clock.now, "bytes": 1e8}
+                    for t in (A, B)])  # fmt: skip
+        svc.tick(clock.now, list(svc.records))
+    assert controller.ledger.calibration == 1e7
+    fed, origin = controller.ledger.delivered(A, clock.now)
+    assert origin == "feed"
+    for _ in range(12):  # the feed stops; answers go on
+        controller.add_answers(clock.now + 1, {A: 10.0, B: 10.0})
+        clock.now += 300
+        svc.tick(clock.now, list(svc.records))
+    total, origin = controller.ledger.delivered(A, clock.now)
+    assert origin == "mixed" and math.isclose(total, fed + 12 * 1e8)
+    state = svc.status()["records"]["content.example.com./CNAME"]
+    assert state["targets"][A]["estimate"] is True
+    assert state["targets"][A]["feed_age"] >= 3600
+
+
+def test_period_rollover_during_a_reload_resets_the_ledger_not_the_weights(tmp_path):
+    clock = Clock(START + 7 * 86400 - 7200)
+    svc, published, zones = service(tmp_path, clock=clock)
+    feed_hours(svc, clock, 1.5)
+    controller = svc.records[KEY]
+    weights = dict(controller.loop.weights)
+    assert controller.ledger.delivered(A, clock.now)[0] > 0
+    clock.now = START + 7 * 86400 + 60  # the period ended while we reloaded
+    config, _ = load_config(zones)
+    svc.configure(config)
+    assert svc.records[KEY] is controller, "the controller survives the reload"
+    svc.tick(clock.now, list(svc.records))
+    assert controller.events["period-rollover"] >= 1
+    assert controller.ledger.delivered(A, clock.now)[0] == 0
+    moved = max(abs(controller.loop.weights[t] - weights[t]) for t in weights)
+    assert moved <= 0.05 + 1e-9
+
+
+def test_a_reload_that_moves_the_contract_says_so(tmp_path):
+    clock = Clock(START + 86400)
+    svc, _, zones = service(tmp_path, clock=clock)
+    feed_hours(svc, clock, 0.5)
+    (zones / "example.com.yaml").write_text(zone(start=START + 3600))
+    config, _ = load_config(zones)
+    svc.configure(config)
+    svc.tick(clock.now + 300, list(svc.records))
+    assert svc.records[KEY].events["period-changed"] == 1
+
+
+def test_restart_resumes_from_the_state_dir_and_survives_a_corrupt_file(tmp_path):
+    clock = Clock(START + 86400)
+    state = tmp_path / "state"
+    svc, _, _ = service(tmp_path, clock=clock, state=state)
+    feed_hours(svc, clock, 2, a=1e8, b=3e8)
+    before = svc.records[KEY]
+    saved_weights, saved_bytes = dict(before.loop.weights), before.ledger.delivered(A, clock.now)
+    again, published, _ = service(tmp_path, clock=clock, state=state)
+    after = again.records[KEY]
+    assert after.loop.weights == saved_weights
+    assert after.ledger.delivered(A, clock.now) == saved_bytes
+    steering = published[-1][KEY]
+    assert steering.origin == "restored"
+    assert dict(steering.weights) == {t: round(w * 10000) for t, w in saved_weights.items()}
+    (state / "commit.json").write_text("{ not json")
+    broken, published, _ = service(tmp_path, clock=clock, state=state)
+    assert broken.problems["state-unreadable"] == 1
+    assert broken.records[KEY].loop.weights == {A: 0.5, B: 0.5}
+    assert published[-1] == {}, "nothing to publish until the first tick: static weights"
+
+
+items = st.lists(
+    st.tuples(
+        st.sampled_from([A, B, "cdn-z.example.net."]),
+        st.floats(-86400 * 3, 3600, allow_nan=False),
+        st.floats(-600, 86400 * 2, allow_nan=False),
+        st.one_of(st.floats(-1e15, 1e18, allow_nan=False, allow_infinity=False), st.just(0.0)),
+    ),
+    max_size=8,
+)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(items, min_size=1, max_size=12))
+def test_a_hostile_feed_never_swings_more_than_one_step(tmp_path_factory, batches):
+    clock = Clock(START + 2 * 86400)
+    svc, _, _ = service(tmp_path_factory.mktemp("z"), zone(step=0.07), clock)
+    controller = svc.records[KEY]
+    for batch in batches:
+        before = dict(controller.loop.weights)
+        results = svc.ingest([{"target": t, "start": clock.now + s, "end": clock.now + s + d,
+                               "bytes": b} for t, s, d, b in batch])  # fmt: skip
+        for result in results:
+            assert result["result"] in svc.feed
+        clock.now += 300
+        svc.tick(clock.now, list(svc.records))
+        after = controller.loop.weights
+        # ingest may tick once and the clock tick once more: two steps at most per batch
+        assert max(abs(after[t] - before[t]) for t in after) <= 2 * 0.07 + 1e-9
+        assert all(math.isfinite(w) and w >= 0 for w in after.values())
+    json.dumps(svc.status())  # the state stays reportable whatever came in
