@@ -121,6 +121,13 @@ def build_parser() -> argparse.ArgumentParser:
     simulate.add_argument("--qtype", default="A", choices=("A", "AAAA", "CNAME"))
     simulate.add_argument("--seed", type=int, default=1)
     simulate.add_argument("--json", action="store_true")
+    period = simulate.add_argument_group("simulate commit (NAME = commit: a billing period)")
+    period.add_argument("--days", type=int, default=30, help="period length (default 30)")
+    period.add_argument("--resolvers", type=int, default=200, help="resolver population")
+    period.add_argument("--ttl", type=int, default=60, help="answer TTL, seconds")
+    period.add_argument("--max-step", type=float, default=0.05, help="largest weight step")
+    period.add_argument("--estimate", action="store_true", help="no usage feed: own answers")
+    period.add_argument("--no-outage", action="store_true", help="no CDN outage mid-period")
     add_dnssec(sub)
     add_ctl(sub)
     return parser
@@ -399,6 +406,8 @@ def cmd_explain(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    if args.name == "commit":
+        return cmd_simulate_commit(args)
     from gslb.config.load import find_record
     from gslb.health.view import EMPTY_VIEW
     from gslb.simulate import render_text, run_simulation
@@ -445,6 +454,18 @@ def cmd_dnssec(args: argparse.Namespace) -> int:
               file=sys.stderr)  # fmt: skip
         return 1
     print("\n".join(ds_lines(settings)))
+    return 0
+
+
+def cmd_simulate_commit(args: argparse.Namespace) -> int:
+    """``gslb simulate commit``: a billing period on a virtual clock (gslb.commit.simulate)."""
+    from gslb.commit.simulate import Scenario, render, run
+
+    scenario = Scenario(days=args.days, resolvers=args.resolvers, ttl=args.ttl, seed=args.seed,
+                        estimate=args.estimate, max_step=args.max_step,
+                        outage=None if args.no_outage else (args.days * 0.4, 36.0))  # fmt: skip
+    report = run(scenario)
+    print(json.dumps(report, indent=2) if args.json else render(report))
     return 0
 
 

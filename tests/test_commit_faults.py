@@ -72,8 +72,9 @@ def feed_hours(svc: CommitService, clock: Clock, hours: float, a: float = 1e8, b
     """Feed 5-minute slots of usage as time passes, ticking like the service would."""
     for _ in range(int(hours * 12)):
         clock.now += 300
-        svc.ingest([{"target": A, "start": clock.now - 300, "end": clock.now, "bytes": a},
-                    {"target": B, "start": clock.now - 300, "end": clock.now, "bytes": b}])  # fmt: skip
+        start, end = clock.now - 300, clock.now
+        svc.ingest([{"target": A, "start": start, "end": end, "bytes": a},
+                    {"target": B, "start": start, "end": end, "bytes": b}])  # fmt: skip
         svc.tick(clock.now, list(svc.records))
 
 

@@ -42,4 +42,3 @@ class Steering:
 
 def record_key(fqdn: str, rtype: int) -> tuple[str, int]:
     return (fqdn, rtype)
-

@@ -32,9 +32,9 @@ from gslb.dnssec.status import describe as describe_signing
 from gslb.fleet.node import OverrideRefused
 from gslb.fleet.overrides import ACTIONS, Override, check_name, parse_duration
 from gslb.stats import merge
+from gslb.web import usage
 from gslb.web.console import Console
 from gslb.web.rum import RumRoutes
-from gslb.web import usage
 
 log = logging.getLogger(__name__)
 

@@ -1,0 +1,62 @@
+"""``gslb simulate commit``: a 30-day period on a virtual clock through the real chain and the
+real controller. The figures asserted are the issue's: each feasible commit met within 2 %,
+no weight step larger than configured, no answer outside a network's allowed set, and the
+period cheaper than static weights and than cheapest-only."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from gslb.commit.simulate import CDNS, Scenario, run
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def report():
+    return run(Scenario(resolvers=20))
+
+
+def test_feasible_commits_land_within_two_percent(report):
+    commit = report["policies"]["commit"]
+    for cdn in CDNS[:2]:
+        assert abs(commit["cdns"][cdn]["vs_commit"]) <= 0.02, cdn
+    assert commit["infeasible"] == {}
+    static = report["policies"]["static"]
+    assert max(abs(static["cdns"][c]["vs_commit"]) for c in CDNS[:2]) > 0.05, "not trivial"
+
+
+def test_steps_are_bounded_and_users_stay_in_their_set(report):
+    for policy, outcome in report["policies"].items():
+        assert outcome["answers_outside_allowed_set"] == 0, policy
+        assert outcome["answers"] > 0
+    assert 0 < report["policies"]["commit"]["max_weight_step"] <= 0.05 + 1e-9
+
+
+def test_commit_pacing_is_the_cheapest_policy(report):
+    costs = {policy: outcome["cost"] for policy, outcome in report["policies"].items()}
+    assert costs["commit"] < costs["static"] < costs["cheapest"]
+
+
+def test_commits_beyond_the_traffic_are_reported_infeasible():
+    outcome = run(Scenario(days=4, resolvers=10, commits=(0.8, 0.5), outage=None))
+    commit = outcome["policies"]["commit"]
+    assert set(commit["infeasible"]) == set(CDNS[:2])
+    assert all(v["reason"] == "commit-infeasible" for v in commit["infeasible"].values())
+    assert commit["answers_outside_allowed_set"] == 0
+    assert commit["max_weight_step"] <= 0.05 + 1e-9
+
+
+def test_cli_runs_a_short_period_as_json():
+    result = subprocess.run(
+        [sys.executable, "-m", "gslb", "simulate", "commit", "--days", "2", "--resolvers", "6",
+         "--json"],
+        capture_output=True, text=True, timeout=120, check=True,
+    )  # fmt: skip
+    data = json.loads(result.stdout)
+    assert set(data["policies"]) == {"commit", "static", "cheapest"}
+    assert data["scenario"]["days"] == 2
