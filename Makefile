@@ -112,6 +112,12 @@ bench-console: $(VENV)/.installed-test
 bench-scale: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/scale.py
 
+# Loading the same octoDNS-written zone (every record type): octoDNS's YamlProvider next to
+# gslb's loader, in one process. bench/results/octodns-load.json.
+.PHONY: bench-octodns
+bench-octodns: $(VENV)/.installed-test
+	$(BIN)/python bench/octodns_load.py
+
 # gslb next to gdnsd and PowerDNS (installed from Debian when missing), same queries, same box.
 bench-peers: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/peers.py

@@ -233,3 +233,19 @@ def test_the_zone_octodns_wrote_passes_gslb_check(served):
     assert done.returncode == 0, done.stderr
     assert "ok: 1 zone(s): oracle.test." in done.stdout
     assert 'record "redirect": URLFWD' in done.stderr  # the one record no DNS server serves
+
+
+def test_octodns_anchors_for_shared_values_load(tmp_path):
+    """Records sharing one value object (as after an anchor in octoDNS's source YAML) are
+    written with YAML anchors and aliases; a big zone has thousands of them."""
+    zone = Zone(ZONE, [])
+    params = {"alpn": ["h3", "h2"], "ipv4hint": ["192.0.2.1"]}  # one object, 1,500 records
+    for index in range(1500):
+        value = {"svcpriority": 1, "targetname": ".", "svcparams": params}
+        zone.add_record(Record.new(zone, f"h{index}", {"type": "HTTPS", "ttl": 60,
+                                                         "value": value}))  # fmt: skip
+    provider = YamlProvider("gslb", str(tmp_path), escaped_semicolons=True)
+    provider.apply(provider.plan(zone))
+    assert (tmp_path / "oracle.test.yaml").read_text().count("*id") >= 1000
+    config, errors = load_config(tmp_path)
+    assert errors == [] and len(config.zones[b"\x06oracle\x04test\x00"].nodes) == 1501

@@ -461,18 +461,15 @@ class ZoneBuilder:
         at_cut = {model.NS, model.DS, model.A, model.AAAA}
         glue_types = {model.A, model.AAAA}
         for name, node in self.nodes.items():
-            for cut in cuts:
-                if name == cut:
-                    extra = set(node.rrsets) - at_cut or node.dynamic
-                    if extra:
-                        self.error(self.labels[name], "a delegation point holds only NS, DS "
-                                                      "and glue")  # fmt: skip
-                elif is_below(name, cut) and (set(node.rrsets) - glue_types or node.dynamic):
-                    # RFC 1034 4.2.1: data below a cut is not ours; octoDNS loads it, and
-                    # so do we, but a resolver is sent to the delegation instead.
-                    self.warn(self.labels[name], f'below the delegation "{self.labels[cut]}": '
-                                                 "never answered (the delegation's servers "
-                                                 "are asked instead)")  # fmt: skip
+            if name in cuts and (set(node.rrsets) - at_cut or node.dynamic):
+                self.error(self.labels[name], "a delegation point holds only NS, DS and glue")
+            cut = self.above(name, cuts)
+            if cut is not None and (set(node.rrsets) - glue_types or node.dynamic):
+                # RFC 1034 4.2.1: data below a cut is not ours; octoDNS loads it, and so do
+                # we, but a resolver is sent to the delegation instead.
+                self.warn(self.labels[name], f'below the delegation "{self.labels[cut]}": '
+                                             "never answered (the delegation's servers are "
+                                             "asked instead)")  # fmt: skip
         return cuts
 
     def check_dnames(self, cuts: set[bytes]) -> dict[bytes, bytes]:
@@ -483,13 +480,25 @@ class ZoneBuilder:
             rrset = node.rrsets.get(model.DNAME)
             if rrset is not None:
                 dnames[name] = rrset.rdatas[0].data
+        if not dnames:
+            return dnames
         for name in self.nodes:
-            for owner in dnames:
-                if name != owner and is_below(name, owner):
-                    self.warn(self.labels[name], f'below the DNAME at "{self.labels[owner]}": '
-                                                 "never answered (the DNAME redirects every "
-                                                 "name below it)")  # fmt: skip
+            owner = self.above(name, dnames)
+            if owner is not None:
+                self.warn(self.labels[name], f'below the DNAME at "{self.labels[owner]}": '
+                                             "never answered (the DNAME redirects every name "
+                                             "below it)")  # fmt: skip
         return dnames
+
+    def above(self, name: bytes, owners: set[bytes] | dict[bytes, bytes]) -> bytes | None:
+        """The highest of ``owners`` strictly above ``name``: a walk up the name's labels, so
+        checking every name costs its depth, not the number of cuts or DNAMEs."""
+        found = None
+        while owners and name != self.origin and name != b"\x00":
+            name = parent(name)
+            if name in owners:
+                found = name
+        return found
 
     def soa(self, apex: Node) -> RRset | None:
         if model.SOA in apex.rrsets:
