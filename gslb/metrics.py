@@ -257,6 +257,9 @@ def fleet_metrics(fleet: Any) -> Iterator[Metric]:
         yield GaugeMetricFamily("gslb_fleet_engine_connected",
                                 "1 while the fleet engine (NATS JetStream) is usable.",
                                 1.0 if snapshot["engine"] else 0.0)  # fmt: skip
+    yield GaugeMetricFamily("gslb_fleet_overrides_matching_nothing",
+                            "Overrides that name no check or value of the served config.",
+                            snapshot["matching_nothing"])  # fmt: skip
     yield GaugeMetricFamily("gslb_fleet_nodes_seen",
                             "Fleet nodes with a live heartbeat, this one included.",
                             snapshot["nodes"])  # fmt: skip

@@ -358,8 +358,8 @@ def test_bad_values_in_the_engine_are_counted_and_change_nothing(fleet, capsys):
 
     def counted() -> dict | None:
         counters = fleet_status(server)["counters"]
-        wanted = ("rejected_observation_malformed", "rejected_observation_oversized",
-                  "rejected_observation_key_mismatch", "rejected_observation_unknown_check",
+        wanted = ("rejected:observation:malformed", "rejected:observation:oversized",
+                  "rejected:observation:key_mismatch", "rejected:observation:unknown_check",
                   "observations_from_unknown_node", "other_config_digest")  # fmt: skip
         return counters if all(counters.get(name) for name in wanted) else None
 

@@ -133,3 +133,19 @@ def test_engine_answers_each_region_from_its_own_verdict(tmp_path, geo_db):
                                "regions_with_vantages": ["AS", "EU"]}  # fmt: skip
     brazil = ask("BR")  # no vantage in South America: the global quorum (2 of 3 down)
     assert brazil.values == ("127.0.0.2",)
+
+
+def test_a_regional_view_reaches_worker_processes_whole():
+    """Workers get the view pickled (gslb.workers): regions, overrides and the map survive."""
+    import pickle
+
+    local = HealthView(1, MappingProxyType({KEY: CheckState(True, "ok")}))
+    observed = votes(("n1", "EU", True), ("n2", "AS", False))
+    view = decide(local, {KEY: observed}, {KEY: Policy()}, version=4,
+                  targets={("", "", "192.0.2.7"): "drained"},
+                  region_of=RegionMap({"EU": "europe"}))  # fmt: skip
+    copy = HealthView.from_wire(pickle.loads(pickle.dumps(view.to_wire())))
+    assert copy.version == 4 and copy.varies == view.varies
+    assert copy.for_region("AS").states[KEY].up is False
+    assert copy.target_override("r.", "p", "192.0.2.7") == "drained"
+    assert copy.region_of == RegionMap({"EU": "europe"})

@@ -33,6 +33,10 @@ def fleet_server(zones, geo_db, urls, node, tmp_path) -> ServerThread:
                         admin_token_file=tmp_path / "token")  # fmt: skip
 
 
+def counters(server: ServerThread) -> dict:
+    return http(server, "/fleet").json()["counters"]
+
+
 def engine(server: ServerThread) -> dict:
     return http(server, "/fleet").json()["engine"]
 
@@ -129,3 +133,46 @@ def test_fleet_settings_collect_every_problem(tmp_path):
         fleet_settings(None, None, None, config)
     assert "unknown key(s) colour" in str(caught.value)
     assert "region 'mars' is not one of the regions: eu" in str(caught.value)
+
+
+def test_a_channel_shares_other_data_and_rejects_bad_values(zones, geo_db, tmp_path):
+    """RUM or commit data joins through the same layer: each node's own keys, peers called
+    back, withdrawn and expired values reported, bad envelopes counted."""
+    nats = NatsCluster(tmp_path / "nats", size=1).start()
+    try:
+        with fleet_server(zones, geo_db, nats.urls, "b", tmp_path) as b:
+            a = fleet_server(zones, geo_db, nats.urls, "a", tmp_path).start()
+            try:
+                wait_until(lambda: engine(a)["connected"] and engine(b)["connected"], timeout=20)
+                seen: list[tuple] = []
+
+                async def open_channel(server, on_value, ttl=None):
+                    return server.app.fleet.channel("rum", on_value, ttl=ttl)
+
+                b.call(open_channel(b, lambda *value: seen.append(value)))
+                channel = a.call(open_channel(a, lambda *value: None, ttl=2))
+                a.loop.call_soon_threadsafe(channel.publish, "content/AS-JP", {"p50": 41.5})
+                wait_until(lambda: ("a", "content/AS-JP", {"p50": 41.5}) in seen, timeout=10)
+                a.loop.call_soon_threadsafe(channel.withdraw, "content/AS-JP")
+                wait_until(lambda: seen[-1] == ("a", "content/AS-JP", None), timeout=10)
+                asyncio.run(_put(nats.urls, "gslb_rum", "a.0000", b"[1, 2"))
+                wait_until(lambda: counters(b).get("rejected:rum:malformed"), timeout=10)
+                a.loop.call_soon_threadsafe(channel.publish, "k2", [1, 2, 3])
+                wait_until(lambda: ("a", "k2", [1, 2, 3]) in seen, timeout=10)
+            finally:
+                a.stop()
+            # a stopped: nobody re-writes its key, which expires in the engine (TTL 2 s).
+            wait_until(lambda: seen[-1] == ("a", "k2", None), timeout=15, what="expiry")
+    finally:
+        nats.stop()
+
+
+async def _put(urls, bucket, key, value) -> None:
+    import nats as nats_client
+
+    nc = await nats_client.connect(servers=urls, connect_timeout=2)
+    try:
+        kv = await nc.jetstream(timeout=5).key_value(bucket)
+        await kv.put(key, value)
+    finally:
+        await nc.close()

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -31,16 +32,20 @@ from gslb.fleet.config import FleetSettings
 from gslb.fleet.decide import Vantage
 from gslb.fleet.node import OverrideRefused
 from gslb.fleet.overrides import Override
+from gslb.fleet.shared import Channel
 from gslb.fleet.wire import (
     Heartbeat,
     Observation,
     Rejected,
+    SharedValue,
     encode_override,
     observation_key,
     override_key,
     parse_heartbeat,
     parse_observation,
     parse_override_value,
+    parse_shared,
+    shared_key,
 )
 
 if TYPE_CHECKING:
@@ -83,6 +88,8 @@ class JetStreamEngine:
         self._flush_wakeup = asyncio.Event()
         self._overrides_synced = False
         self._seen: dict[str, int] = {}  # bucket -> highest sequence its watcher delivered
+        self.channels: dict[str, Channel] = {}  # bucket -> channel (gslb.fleet.shared)
+        self._shared_index: dict[str, tuple[str, str]] = {}  # engine key -> (node, key)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -188,6 +195,8 @@ class JetStreamEngine:
             return
         for bucket in (NODES, OVERRIDES, OBS):
             self.kv[bucket] = await self._bucket(bucket)
+        for bucket, channel in self.channels.items():
+            self.kv[bucket] = await self._bucket(bucket, channel)
         await self._stop_watchers()
         self._overrides_synced = False
         self._seen.clear()
@@ -198,6 +207,13 @@ class JetStreamEngine:
             watcher = await self.kv[bucket].watchall()
             self._watchers.append(watcher)
             self._spawn(self._consume(bucket, watcher, handler), f"gslb-fleet-watch {bucket}")
+        self._shared_index.clear()
+        for bucket, channel in self.channels.items():
+            watcher = await self.kv[bucket].watchall()
+            self._watchers.append(watcher)
+            handler = functools.partial(self._on_shared, channel)
+            self._spawn(self._consume(bucket, watcher, handler), f"gslb-fleet-watch {bucket}")
+            channel.dirty.update(channel.own)
         self._dirty.update(self._own)
         await self._beat()
         self.ready = True
@@ -218,7 +234,7 @@ class JetStreamEngine:
             log.error("fleet: %s", self.refused)
             self._spawn(self.nc.close(), "gslb-fleet-close")
 
-    async def _bucket(self, name: str) -> Any:
+    async def _bucket(self, name: str, channel: Channel | None = None) -> Any:
         from nats.js.api import KeyValueConfig, StorageType
         from nats.js.errors import BucketNotFoundError
 
@@ -228,10 +244,10 @@ class JetStreamEngine:
             pass
         config = KeyValueConfig(
             bucket=name,
-            history=HISTORY[name],
+            history=HISTORY.get(name, 1),
             replicas=self.settings.replicas,
             storage=StorageType.FILE,
-            max_value_size=8192,
+            max_value_size=channel.max_bytes + 1024 if channel is not None else 8192,
             limit_marker_ttl=MARKER_TTL if name != OVERRIDES else None,
         )
         return await self.js.create_key_value(config)
@@ -257,7 +273,7 @@ class JetStreamEngine:
     # -- incoming ----------------------------------------------------------------------------
 
     def _reject(self, bucket: str, key: str, problem: Rejected) -> None:
-        self.node.counters[f"rejected_{bucket}_{problem.reason}"] += 1
+        self.node.counters[f"rejected:{bucket}:{problem.reason}"] += 1
         log.warning("fleet: ignored %s %s: %s", bucket, key, problem)
 
     def _on_node(self, entry: Any) -> None:
@@ -315,6 +331,31 @@ class JetStreamEngine:
                           observation.reason, self.node.clock(), observation.at)  # fmt: skip
         self.node.observe(observation.check, vantage, observation.node)
 
+    def _on_shared(self, channel: Channel, entry: Any) -> None:
+        if entry is None:
+            return
+        if entry.operation in ("DEL", "PURGE"):
+            known = self._shared_index.pop(entry.key, None)
+            if known is not None:
+                channel.on_value(known[0], known[1], None)
+            return
+        try:
+            shared = parse_shared(entry.key, entry.value, channel.max_bytes)
+        except Rejected as problem:
+            self._reject(channel.name, entry.key, problem)
+            return
+        if shared.node == self.settings.node:
+            return
+        self._shared_index[entry.key] = (shared.node, shared.key)
+        channel.on_value(shared.node, shared.key, shared.data)
+
+    def add_channel(self, channel: Channel) -> None:
+        """Open the channel's bucket and watch it (a resync, if already connected)."""
+        self.channels[channel.bucket] = channel
+        channel.wake = self._flush_wakeup.set
+        if self.connected:
+            self._spawn(self._sync(), "gslb-fleet-resync")
+
     def _on_override(self, entry: Any) -> None:
         if entry is None:  # end of the initial snapshot: the engine's set is complete
             self._overrides_synced = True
@@ -348,11 +389,13 @@ class JetStreamEngine:
         while True:
             await self._flush_wakeup.wait()
             self._flush_wakeup.clear()
-            if not self.connected or not self._dirty:
+            if not self.connected:
                 continue
-            dirty, self._dirty = self._dirty, set()
-            failed = await self._write_observations(dirty)
-            self._dirty |= failed
+            if self._dirty:
+                dirty, self._dirty = self._dirty, set()
+                self._dirty |= await self._write_observations(dirty)
+            for channel in self.channels.values():
+                await self._write_channel(channel)
 
     async def _write_observations(self, checks: set[str]) -> set[str]:
         failed: set[str] = set()
@@ -375,6 +418,32 @@ class JetStreamEngine:
             self.node.counters["observation_write_failures"] += len(failed)
         return failed
 
+    async def _write_channel(self, channel: Channel) -> None:
+        """Write the channel's changed own values and delete the withdrawn ones."""
+        node = self.settings.node
+        dirty, channel.dirty = channel.dirty, set()
+        withdrawn, channel.withdrawn = channel.withdrawn, set()
+        for key in dirty:
+            if key not in channel.own:
+                continue
+            value = SharedValue(node, key, channel.own[key], time.time()).encode()
+            subject = f"$KV.{channel.bucket}.{shared_key(node, key)}"
+            try:
+                await self.js.publish(subject, value, msg_ttl=channel.ttl)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"publish {channel.name}: {exc!r}"
+                channel.dirty.add(key)
+        for key in withdrawn:
+            try:
+                await self.kv[channel.bucket].delete(shared_key(node, key))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                self.last_error = f"withdraw {channel.name}: {exc!r}"
+                channel.withdrawn.add(key)
+
     async def _heartbeats(self) -> None:
         """Heartbeat and refresh of every own observation (their TTL) once per ``refresh``."""
         loop = asyncio.get_running_loop()
@@ -393,6 +462,11 @@ class JetStreamEngine:
                 self.node.counters["heartbeat_failures"] += 1
                 continue
             self._dirty.update(self._own)
+            for channel in self.channels.values():
+                # keep them alive in the engine: re-written a third of their TTL apart
+                if channel.ttl is not None and loop.time() - channel.refreshed >= channel.ttl / 3:
+                    channel.refreshed = loop.time()
+                    channel.dirty.update(channel.own)
             self._flush_wakeup.set()
 
     async def _watchdog(self) -> None:
@@ -420,7 +494,7 @@ class JetStreamEngine:
 
     async def _last_sequences(self) -> dict[str, int]:
         out: dict[str, int] = {}
-        for bucket in (NODES, OVERRIDES, OBS):
+        for bucket in (NODES, OVERRIDES, OBS, *self.channels):
             try:
                 async with asyncio.timeout(self.settings.op_timeout):
                     info = await self.js.stream_info(f"KV_{bucket}")

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from gslb.fleet.decide import Policy, Vantage, decide, matrix
 from gslb.fleet.overrides import Override, OverrideBook, Resolved, resolve, target_values
+from gslb.fleet.shared import MAX_BYTES, Channel, OnValue
 from gslb.health.view import HealthView, RegionOf
 
 if TYPE_CHECKING:
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+COALESCE = 0.01  # seconds: peer updates arriving together make one new view
 LOCAL_REGION = "local"  # the own vantage's region when none is configured (standalone)
 
 
@@ -51,6 +53,7 @@ class Engine(Protocol):
     async def write_override(self, override: Override) -> None: ...
     async def clear_override(self, override_id: str) -> None: ...
     def publish_observations(self, states: Mapping[str, tuple[bool, str, float]]) -> None: ...
+    def add_channel(self, channel: Channel) -> None: ...
     def set_config_digest(self, digest: str) -> None: ...
     def status(self) -> dict[str, Any]: ...
 
@@ -90,8 +93,20 @@ class FleetNode:
         self.counters: Counter[str] = Counter()  # override changes, fallbacks, rejections
         self.local_only = False  # the last decision had no fresh peer (fallback to local)
         self._had_peers = False
+        self.channels: dict[str, Channel] = {}
+        self._soon: asyncio.TimerHandle | None = None
         self._expiry: asyncio.TimerHandle | None = None
         self._stale: asyncio.TimerHandle | None = None
+
+    def channel(self, name: str, on_value: OnValue, *, ttl: int | None = None,
+                max_bytes: int = MAX_BYTES) -> Channel:  # fmt: skip
+        """Share other data (RUM, commit figures) with the fleet (``gslb.fleet.shared``)."""
+        if name in self.channels:
+            raise ValueError(f"channel {name!r} already exists")
+        channel = self.channels[name] = Channel(name, on_value, ttl=ttl, max_bytes=max_bytes)
+        if self.engine is not None:
+            self.engine.add_channel(channel)
+        return channel
 
     async def start(self) -> None:
         """Start the engine (in the background) when there is one."""
@@ -99,7 +114,7 @@ class FleetNode:
             await self.engine.start()
 
     async def stop(self) -> None:
-        for timer in (self._expiry, self._stale):
+        for timer in (self._expiry, self._stale, self._soon):
             if timer is not None:
                 timer.cancel()
         if self.engine is not None:
@@ -125,11 +140,33 @@ class FleetNode:
         self.recompute()
 
     def observe(self, key: str, vantage: Vantage | None, node: str) -> None:
-        """A peer's observation of ``key`` arrived (None: it was deleted or expired)."""
+        """A peer's observation of ``key`` arrived (None: it was deleted or expired).
+
+        A refresh that changes nothing only renews the vote's freshness; a change schedules
+        one recompute for the whole burst (a snapshot replay brings thousands at once)."""
         if vantage is None:
-            self.peers.pop((key, node), None)
-        else:
-            self.peers[(key, node)] = vantage
+            if self.peers.pop((key, node), None) is not None:
+                self.schedule_recompute()
+            return
+        previous = self.peers.get((key, node))
+        self.peers[(key, node)] = vantage
+        if previous is None or (previous.up, previous.reason, previous.region) != (
+            vantage.up, vantage.reason, vantage.region
+        ) or self.clock() - previous.received > self.freshness:  # fmt: skip
+            self.schedule_recompute()
+
+    def schedule_recompute(self) -> None:
+        if self._soon is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.recompute()
+            return
+        self._soon = loop.call_later(COALESCE, self._recompute_soon)
+
+    def _recompute_soon(self) -> None:
+        self._soon = None
         self.recompute()
 
     # -- overrides ---------------------------------------------------------------------------
@@ -316,8 +353,8 @@ class FleetNode:
             ages[vantage.node] = min(age, ages.get(vantage.node, age))
         rejected: dict[tuple[str, str], int] = {}
         for name, count in self.counters.items():
-            if name.startswith("rejected_"):
-                kind, _, reason = name.removeprefix("rejected_").partition("_")
+            if name.startswith("rejected:"):
+                _, kind, reason = name.split(":", 2)
                 rejected[(kind, reason)] = count
         for name in ("observations_from_unknown_node", "other_config_digest"):
             if self.counters.get(name):
@@ -327,6 +364,7 @@ class FleetNode:
         engine = self.engine
         nodes = 1 + len(engine.status()["nodes"].keys() - {self.node}) if engine else 1
         return {
+            "matching_nothing": len(self.resolved.unmatched),
             "engine": None if engine is None else engine.connected,
             "nodes": nodes,
             "verdicts": verdicts,

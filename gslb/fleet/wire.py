@@ -13,9 +13,11 @@ token, the full text being inside the value.
 | observations | ``<node>.<digest of check key>`` | ``{v, node, region, check, up, reason, at}`` |
 | nodes | ``<node>`` | ``{v, node, region, version, digest, started, at, refresh}`` |
 | overrides | ``o.<digest of override id>`` | ``Override.to_dict()`` |
+| ``gslb_<channel>`` | ``<node>.<digest of key>`` | ``{v, node, key, data, at}`` (``SharedValue``) |
 
-Other data (RUM aggregates, commit data) joins as further buckets with the same rules: one
-writer per key where possible, a digest token for free text, a validated JSON value.
+Other data (RUM aggregates, commit data) joins as a named channel (``FleetNode.channel``):
+one writer per key, a digest token for the free-text key, a size-limited JSON envelope whose
+``data`` the channel's owner validates.
 """
 
 from __future__ import annotations
@@ -92,11 +94,11 @@ def _dump(data: dict[str, Any]) -> bytes:
     return json.dumps(data, separators=(",", ":")).encode()
 
 
-def _load(value: bytes | None) -> dict[str, Any]:
+def _load(value: bytes | None, limit: int = MAX_VALUE) -> dict[str, Any]:
     if value is None or len(value) == 0:
         raise Rejected("malformed", "empty value")
-    if len(value) > MAX_VALUE:
-        raise Rejected("oversized", f"{len(value)} bytes > {MAX_VALUE}")
+    if len(value) > limit:
+        raise Rejected("oversized", f"{len(value)} bytes > {limit}")
     try:
         data = json.loads(value)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -171,3 +173,37 @@ def parse_override_value(key: str, value: bytes | None) -> Override:
 
 def encode_override(override: Override) -> bytes:
     return _dump(override.to_dict())
+
+
+MAX_KEY = 256
+
+
+@dataclass(frozen=True, slots=True)
+class SharedValue:
+    """One node's value under one key of a channel (RUM aggregates, commit data, …)."""
+
+    node: str
+    key: str
+    data: Any
+    at: float
+
+    def encode(self) -> bytes:
+        return _dump({"v": FORMAT, "node": self.node, "key": self.key, "data": self.data,
+                      "at": self.at})  # fmt: skip
+
+
+def shared_key(node: str, key: str) -> str:
+    return f"{node}.{token(key)}"
+
+
+def parse_shared(key: str, value: bytes | None, max_bytes: int) -> SharedValue:
+    data = _load(value, max_bytes)
+    node = _text(data, "node", 64)
+    if not NODE_NAME.match(node):
+        raise Rejected("malformed", f"invalid node name {node!r}")
+    name = _text(data, "key", MAX_KEY)
+    if key != shared_key(node, name):
+        raise Rejected("key_mismatch", f"key {key} does not belong to node {node} / {name}")
+    if "data" not in data:
+        raise Rejected("malformed", "no data")
+    return SharedValue(node, name, data["data"], _number(data, "at"))
