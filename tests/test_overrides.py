@@ -110,7 +110,7 @@ def test_a_pool_value_without_a_check_can_be_forced_down(zones, geo_db, tmp_path
         reply = post(server, "/admin/targets/127.0.0.2/down", {"record": "dyn.example.com"})
         assert reply.status == 200, reply.text
         assert reply.json()["id"] == "target:dyn.example.com.:*:127.0.0.2"
-        assert set(answers(server, count=30)) == {"127.0.0.1"}
+        wait_until(lambda: set(answers(server, count=30)) == {"127.0.0.1"}, what="only .1")
         trace = http(server, "/explain?name=dyn.example.com&client=192.0.2.1").json()
         dropped = [c for c in trace["candidates"] if c["value"] == "127.0.0.2"]
         assert dropped[0]["dropped"]["why"] == "forced down by operator"
@@ -150,7 +150,7 @@ def test_a_corrupt_state_file_is_reported_and_the_server_starts(
     state.mkdir()
     (state / "overrides.json").write_text("{not json")
     with caplog.at_level(logging.WARNING), serve(zones, geo_db, state, token_file) as server:
-        assert first_back(server)
+        wait_until(lambda: first_back(server), what="answers from the probes")
         assert http(server, "/fleet").json()["overrides"] == []
     assert "overrides.json: not valid JSON" in caplog.text
 
