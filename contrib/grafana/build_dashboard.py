@@ -104,6 +104,7 @@ def build() -> dict:
     health(layout)
     configuration(layout)
     dnssec(layout)
+    rum(layout)
     limits(layout)
     return dashboard(layout.panels)
 
@@ -243,6 +244,32 @@ def dnssec(layout: Layout) -> None:
     layout.add(series("Signature validity left", [target(
         f"gslb_dnssec_signature_expiry_days{{{SEL}}}", "{{zone}} @ {{instance}}")],
         "d", "Days until the signatures served now expire: 3 to 4 normally."), 8, 8)  # fmt: skip
+
+
+def rum(layout: Layout) -> None:
+    layout.row("Real-user measurements")
+    layout.add(series("Beacons and samples", [
+        target(f"sum by (result) (rate(gslb_rum_beacons_total{{{SEL}}}[{RATE}]))",
+               "beacons {{result}}"),
+        target(f"sum by (result) (rate(gslb_rum_samples_total{{{SEL}}}[{RATE}]))",
+               "samples {{result}}", "B"),
+        target(f"sum by (result) (rate(gslb_rum_bulk_samples_total{{{SEL}}}[{RATE}]))",
+               "bulk {{result}}", "C"),
+    ], "ops", "RUM beacons, their measurements and bulk-feed samples, accepted or why not."),
+        8, 8)  # fmt: skip
+    layout.add(series("Keys deciding per level", [target(
+        f'sum by (record, level) (gslb_rum_decisions{{{SEL}, record=~"$record"}})',
+        "{{record}} {{level}}")],
+        "none", "Level keys (/24, ASN, country, continent, global) with their own decision.",
+        "normal"), 8, 8)  # fmt: skip
+    layout.add(series("Kept-set changes and decision rounds", [
+        target(f'sum by (record) (increase(gslb_rum_set_changes_total{{{SEL}, '
+               f'record=~"$record"}}[{RATE}]))', "set changes {{record}}"),
+        target(f"max(gslb_rum_round_seconds{{{SEL}}})", "round seconds", "B"),
+        target(f"sum(increase(gslb_rum_evicted_networks_total{{{SEL}}}[{RATE}]))",
+               "networks evicted", "C"),
+    ], "none", "Flaps of the kept CDN sets, the cost of a decision round, memory evictions."),
+        8, 8)  # fmt: skip
 
 
 def limits(layout: Layout) -> None:

@@ -36,6 +36,7 @@ from aiohttp import web
 from gslb import __version__
 from gslb.dnssec.status import describe as describe_signing
 from gslb.health.state import override_reason
+from gslb.web.panels import PANELS
 
 HERE = Path(__file__).parent
 TEMPLATE = Template((HERE / "console.html").read_text())
@@ -240,7 +241,7 @@ class Console:
     def __init__(self, app: Any) -> None:
         self.app = app
         self.matrix_source: MatrixSource = default_matrix
-        self.panels: list[tuple[str, str, PanelRenderer]] = []
+        self.panels: list[tuple[str, str, PanelRenderer]] = list(PANELS)
 
     def register(self, router: web.UrlDispatcher) -> None:
         router.add_get("/", self.page)
