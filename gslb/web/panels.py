@@ -68,7 +68,7 @@ def decisions_table(status: dict) -> str:
         )
     return (
         '<table class="rum"><caption>Keys deciding on their own per level, and changes of a '
-        "kept set since start</caption><thead><tr><th scope=\"col\">Record</th>"
+        'kept set since start</caption><thead><tr><th scope="col">Record</th>'
         f'{heads}<th scope="col" class="num">set changes</th></tr></thead>'
         f"<tbody>{''.join(rows)}</tbody></table>"
     )
