@@ -128,6 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     period.add_argument("--max-step", type=float, default=0.05, help="largest weight step")
     period.add_argument("--estimate", action="store_true", help="no usage feed: own answers")
     period.add_argument("--no-outage", action="store_true", help="no CDN outage mid-period")
+    period.add_argument("--mode", choices=("commit", "delivered"), default="commit",
+                        help="delivered: weights mean delivered shares")  # fmt: skip
     add_dnssec(sub)
     add_ctl(sub)
     return parser
@@ -462,7 +464,7 @@ def cmd_simulate_commit(args: argparse.Namespace) -> int:
     from gslb.commit.simulate import Scenario, render, run
 
     scenario = Scenario(days=args.days, resolvers=args.resolvers, ttl=args.ttl, seed=args.seed,
-                        estimate=args.estimate, max_step=args.max_step,
+                        estimate=args.estimate, max_step=args.max_step, mode=args.mode,
                         outage=None if args.no_outage else (args.days * 0.4, 36.0))  # fmt: skip
     report = run(scenario)
     print(json.dumps(report, indent=2) if args.json else render(report))

@@ -60,3 +60,27 @@ def test_cli_runs_a_short_period_as_json():
     data = json.loads(result.stdout)
     assert set(data["policies"]) == {"commit", "static", "cheapest"}
     assert data["scenario"]["days"] == 2
+
+
+def test_delivered_mode_corrects_answer_shares_to_delivered_shares():
+    """``mode: delivered``: weights 50/30/20 mean 50/30/20 of traffic, although networks
+    that may not use every CDN skew what answers deliver (static lands near 44/38/18)."""
+    scenario = Scenario(days=8, resolvers=20, mode="delivered", outage=None)
+    report = run(scenario, ("commit", "static"))
+    wanted = dict(zip(CDNS, (0.5, 0.3, 0.2), strict=True))
+    paced = report["policies"]["commit"]["cdns"]
+    static = report["policies"]["static"]["cdns"]
+    assert max(abs(paced[c]["delivered_share"] - wanted[c]) for c in CDNS) <= 0.02
+    assert max(abs(static[c]["delivered_share"] - wanted[c]) for c in CDNS) > 0.04
+    assert report["policies"]["commit"]["max_weight_step"] <= 0.05 + 1e-9
+
+
+def test_without_a_feed_the_estimate_paces_and_says_so():
+    """No usage feed: answers x calibrated bytes per answer. Uniform bytes per answer miss
+    the resolvers' different sizes, so the landing is looser than with a feed."""
+    report = run(Scenario(days=10, resolvers=20, estimate=True, outage=None), ("commit",))
+    commit = report["policies"]["commit"]
+    assert commit["origin"] == "estimate"
+    for cdn in CDNS[:2]:
+        assert abs(commit["cdns"][cdn]["vs_commit"]) <= 0.06, cdn
+    assert commit["answers_outside_allowed_set"] == 0

@@ -243,7 +243,8 @@ class RecordController:
             samples = sorted(self.ledger.samples(target, now))
             total = int((end - begin) // SAMPLE_SECONDS)
             free = int(total * FREE_FRACTION)
-            p95 = samples[max(0, len(samples) - 1 - free)] if samples else 0.0
+            # Billed so far: the highest sample once the free top 5 % are set aside.
+            p95 = samples[len(samples) - 1 - free] if len(samples) > free else 0.0
             used = sum(1 for s in samples if s > contract.amount * 1.0001)
             state |= {
                 "p95_bps": round(p95),
