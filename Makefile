@@ -108,6 +108,12 @@ bench-dnssec: $(VENV)/.installed-test
 bench-console: $(VENV)/.installed-test
 	$(BIN)/python bench/console.py
 
+# What commit pacing costs: the answer path with and without the commit step (repeat and cold
+# decisions), one controller tick, a simulated month. Figures: bench/results/commit.json.
+.PHONY: bench-commit
+bench-commit: $(VENV)/.installed-test
+	$(BIN)/python bench/commit.py
+
 .PHONY: bench-scale
 bench-scale: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/scale.py

@@ -182,3 +182,21 @@ def test_a_hostile_feed_never_swings_more_than_one_step(tmp_path_factory, batche
         assert max(abs(after[t] - before[t]) for t in after) <= 2 * 0.07 + 1e-9
         assert all(math.isfinite(w) and w >= 0 for w in after.values())
     json.dumps(svc.status())  # the state stays reportable whatever came in
+
+
+def test_answer_counters_become_estimate_units_weighted_by_ttl(tmp_path):
+    text = zone().replace(
+        "    commit: {interval: 300", "    degraded_ttl: 15\n    commit: {interval: 300"
+    )
+    clock = Clock(START + 86400)
+    svc, _, _ = service(tmp_path, text, clock)
+    ledger = svc.records[KEY].ledger
+    record = "content.example.com."
+    svc.add_answers({"answers": {(record, A, "pool"): 10, (record, B, "fallback"): 10}}, clock.now)
+    slot = int(clock.now // 300)
+    assert ledger.targets[A].estimate[slot] == 10
+    assert ledger.targets[B].estimate[slot] == 5, "a 15 s answer stands for half of a 30 s one"
+    # Counters only grow between reads; a restarted worker's counter starts again from zero.
+    svc.add_answers({"answers": {(record, A, "pool"): 14, (record, B, "fallback"): 4}}, clock.now)
+    assert ledger.targets[A].estimate[slot] == 14
+    assert ledger.targets[B].estimate[slot] == 7

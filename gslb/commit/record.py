@@ -56,6 +56,8 @@ class RecordController:
         """Take a (re)loaded record's settings; delivered volume and weights carry over."""
         spec: CommitSpec = record.commit
         self.spec = spec
+        self.ttl = max(1, record.ttl)
+        self.degraded_ttl = record.options.degraded_ttl
         self.static = static_shares(record)
         self.prices = {t.value: t.cost for p in record.pools.values() for t in p.targets}
         self.ledger.bytes_per_unit, self.ledger.feed_stale = spec.bytes_per_answer, spec.feed_stale

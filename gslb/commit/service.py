@@ -34,6 +34,14 @@ StatsSource = Callable[[], Awaitable[dict]]
 TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
 
 
+def ttl_weight(controller: RecordController, degraded: bool) -> float:
+    """An answer stands for the traffic of one cache lifetime: a fallback answer with a
+    shorter ``degraded_ttl`` stands for proportionally less."""
+    if degraded and controller.degraded_ttl is not None:
+        return max(controller.degraded_ttl, 1) / controller.ttl
+    return 1.0
+
+
 def key_text(key: Key) -> str:
     return f"{key[0]}/{TYPE_NAMES.get(key[1], key[1])}"
 
@@ -53,7 +61,7 @@ class CommitService:
         self.records: dict[Key, RecordController] = {}
         self.feed: Counter[str] = Counter()  # feed item outcome -> count
         self.problems: Counter[str] = Counter()  # state file and tick problems -> count
-        self.last_answers: dict[tuple[str, str], int] = {}
+        self.last_answers: dict[tuple[str, str, bool], int] = {}
         self.task: asyncio.Task | None = None
         self.restored = False
 
@@ -135,20 +143,20 @@ class CommitService:
     def add_answers(self, stats: dict, now: float) -> None:
         """Answers per (record, target) since the last read, as estimate units. A counter
         that went down (a worker restarted) counts from zero again."""
-        totals: Counter[tuple[str, str]] = Counter()
+        totals: Counter[tuple[str, str, bool]] = Counter()
         for (record, target, reason), count in stats.get("answers", {}).items():
             if reason not in ("origin", "fail-open", "exhausted"):
-                totals[(record, target)] += count
+                totals[(record, target, reason == "fallback")] += count
         by_fqdn: dict[str, list[RecordController]] = {}
         for controller in self.records.values():
             by_fqdn.setdefault(controller.fqdn, []).append(controller)
-        for (record, target), count in totals.items():
-            before = self.last_answers.get((record, target), 0)
+        for (record, target, degraded), count in totals.items():
+            before = self.last_answers.get((record, target, degraded), 0)
             delta = count - before if count >= before else count
-            self.last_answers[(record, target)] = count
+            self.last_answers[(record, target, degraded)] = count
             for controller in by_fqdn.get(record, []):
                 if delta > 0 and target in controller.static:
-                    controller.add_answers(now, {target: float(delta)})
+                    controller.add_answers(now, {target: delta * ttl_weight(controller, degraded)})
 
     def ingest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Usage feed items (already shape-checked): each accepted or refused with a reason.
