@@ -22,8 +22,8 @@ import sys
 import time
 from pathlib import Path
 
-from gslb.commit.simulate import Scenario, build_record, run
 from gslb.commit.record import RecordController
+from gslb.commit.simulate import Scenario, build_record, run
 from gslb.config.model import CNAME
 from gslb.health.view import HealthView
 from gslb.policy.chain import Engine
