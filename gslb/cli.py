@@ -164,6 +164,7 @@ def add_ctl(sub: argparse._SubParsersAction) -> None:
     actions = ctl.add_subparsers(dest="action", required=True)
     actions.add_parser("status", help="checks, fleet state and overrides")
     actions.add_parser("overrides", help="every override with who, why and until when")
+    actions.add_parser("audit", help="every override change kept by the fleet engine")
     actions.add_parser("fleet", help="nodes and the health matrix (as gslb fleet status)")
     for action in ("drain", "down", "up", "obey"):
         target = actions.add_parser(action, help=f"{action} a check (by name) or a pool value")

@@ -124,6 +124,19 @@ def render_overrides(overrides: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def render_audit(trail: list[dict[str, Any]]) -> str:
+    lines = []
+    for entry in trail:
+        when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry["at"] or 0))
+        if entry["operation"] == "set":
+            o = entry["override"]
+            lines.append(f"{when} #{entry['revision']} {o['state']:<8} {entry['id']} by "
+                         f"{o['by'] or '?'}: {o['reason'] or 'no reason'}")  # fmt: skip
+        else:
+            lines.append(f"{when} #{entry['revision']} {entry['operation']:<8} {entry['id']}")
+    return "\n".join(lines) or "no override changes kept"
+
+
 def render_fleet(status: dict[str, Any]) -> str:
     """``gslb fleet status``: nodes, the health matrix (check x region), overrides."""
     engine = status.get("engine")
@@ -198,6 +211,9 @@ def _dispatch(args: Any) -> tuple[Any, str]:
     if args.action == "status":
         status, fleet = request(args.url, "/status"), request(args.url, "/fleet")
         return {"status": status, "fleet": fleet}, render_status(status, fleet)
+    if args.action == "audit":
+        trail = request(args.url, "/fleet/audit")
+        return trail, render_audit(trail)
     if args.action == "overrides":
         overrides = request(args.url, "/fleet")["overrides"]
         return overrides, render_overrides(overrides)

@@ -61,5 +61,7 @@ def test_token_from_the_environment_and_clear_failures(server, capsys, monkeypat
     assert set(answers(server, count=10)) == {"127.0.0.1"}
     assert ctl(server, "status") == 0
     assert "target:*:*:127.0.0.2" in capsys.readouterr().out
+    assert ctl(server, "audit") == 1  # the history lives in the fleet engine
+    assert "standalone: no audit trail" in capsys.readouterr().err
     assert main(["ctl", "--url", "http://127.0.0.1:1", "status"]) == 2
     assert "cannot reach" in capsys.readouterr().err

@@ -227,7 +227,7 @@ def test_an_edge_failing_from_everywhere_leaves_every_answer(fleet):
 # -- overrides --------------------------------------------------------------------------------
 
 
-def test_an_override_through_one_node_is_obeyed_by_all_and_survives_restarts(fleet):
+def test_an_override_through_one_node_is_obeyed_by_all_and_survives_restarts(fleet, capsys):
     body = {"reason": "CHG-7 fleet drain", "by": "alice", "record": "dyn.example.com"}
     reply = admin(fleet.servers[0], "/admin/targets/127.0.0.1/drain", body)
     assert reply.status == 200, reply.text
@@ -245,6 +245,12 @@ def test_an_override_through_one_node_is_obeyed_by_all_and_survives_restarts(fle
     assert admin(fleet.servers[2], "/admin/targets/127.0.0.1/obey",
                  {"record": "dyn.example.com"}).status == 200  # fmt: skip
     wait_until(lambda: everywhere(fleet, stays, "dyn", "EU"), timeout=5, what="obey everywhere")
+    trail = http(fleet.servers[1], "/fleet/audit").json()  # the engine's history
+    mine = [e for e in trail if e["id"] == "target:dyn.example.com.:*:127.0.0.1"]
+    assert [e["operation"] for e in mine][-2:] == ["set", "clear"]
+    assert mine[-2]["override"]["by"] == "alice" and mine[-2]["revision"] < mine[-1]["revision"]
+    assert main(["ctl", "--url", fleet.servers[0].url(""), "audit"]) == 0
+    assert "by alice: CHG-7 fleet drain" in capsys.readouterr().out
 
 
 def test_killing_the_nats_leader_loses_no_answer_and_no_override(fleet):

@@ -548,6 +548,41 @@ class JetStreamEngine:
             raise _no_quorum(exc) from None
         self.overrides.pop(key, None)
 
+    async def audit(self, limit: int = 500) -> list[dict[str, Any]]:
+        """The override history kept in the engine (16 revisions per override), oldest first:
+        every set and clear with who, why and when, as the audit trail."""
+        kv = self._overrides_kv()
+        watcher = await kv.watchall(include_history=True)
+        trail: list[dict[str, Any]] = []
+        names: dict[str, str] = {}  # engine key -> override id (a clear carries no value)
+        try:
+            async with asyncio.timeout(self.settings.op_timeout * 2):
+                async for entry in watcher:
+                    if entry is None:
+                        break
+                    trail.append(self._audit_entry(entry, names))
+        except TimeoutError:
+            raise OverrideRefused(503, "fleet engine did not send the history in time") from None
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()
+        return trail[-limit:]
+
+    @staticmethod
+    def _audit_entry(entry: Any, names: dict[str, str]) -> dict[str, Any]:
+        at = entry.created.timestamp() if entry.created is not None else None
+        if entry.operation in ("DEL", "PURGE"):
+            return {"revision": entry.revision, "at": at, "operation": "clear",
+                    "id": names.get(entry.key, entry.key)}  # fmt: skip
+        try:
+            override = parse_override_value(entry.key, entry.value)
+        except Rejected as problem:
+            return {"revision": entry.revision, "at": at, "operation": "rejected",
+                    "id": entry.key, "reason": str(problem)}  # fmt: skip
+        names[entry.key] = override.id
+        return {"revision": entry.revision, "at": at, "operation": "set", "id": override.id,
+                "override": override.to_dict()}  # fmt: skip
+
     def _overrides_kv(self) -> Any:
         if self.refused:
             raise OverrideRefused(503, f"fleet engine refused: {self.refused}")

@@ -54,6 +54,7 @@ class Engine(Protocol):
     async def clear_override(self, override_id: str) -> None: ...
     def publish_observations(self, states: Mapping[str, tuple[bool, str, float]]) -> None: ...
     def add_channel(self, channel: Channel) -> None: ...
+    async def audit(self) -> list[dict[str, Any]]: ...
     def set_config_digest(self, digest: str) -> None: ...
     def status(self) -> dict[str, Any]: ...
 
@@ -194,6 +195,13 @@ class FleetNode:
             log.info("override %s cleared", override_id)
         self.apply_overrides()
         return removed
+
+    async def audit(self) -> list[dict[str, Any]]:
+        """Every override change the engine kept; OverrideRefused when there is none."""
+        if self.engine is None:
+            raise OverrideRefused(404, "standalone: no audit trail; the current overrides are in "
+                                       "GET /fleet (and --state-dir/overrides.json)")  # fmt: skip
+        return await self.engine.audit()
 
     def adopt_overrides(self, overrides: list[Override]) -> None:
         """The engine's replicated set (a snapshot or a change): it becomes the book."""

@@ -78,6 +78,7 @@ class WebServer:
             rum.add_public(router)
             rum.add_admin(router)
         router.add_get("/fleet", self.fleet)
+        router.add_get("/fleet/audit", self.fleet_audit)
         router.add_post("/admin/reload", self.admin_reload)
         router.add_post("/admin/measurements", self.admin_measurement)
         # Check keys contain "/" ("http://192.0.2.1:80/health#1a2b3c4d"): match greedily.
@@ -159,6 +160,13 @@ class WebServer:
         checks = sorted({c["check"] for c in trace["candidates"] if c["check"] is not None})
         trace["fleet"] = self.app.fleet.explain(checks, trace["region"]["client"])
         return json_response(trace)
+
+    async def fleet_audit(self, request: web.Request) -> web.Response:
+        """Every override set and cleared, from the engine's history (fleet mode)."""
+        try:
+            return json_response(await self.app.fleet.audit())
+        except OverrideRefused as exc:
+            return error(exc.status, str(exc))
 
     async def fleet(self, request: web.Request) -> web.Response:
         """This node, its engine and peers, the overrides, and the health matrix."""
