@@ -176,3 +176,25 @@ async def _put(urls, bucket, key, value) -> None:
         await kv.put(key, value)
     finally:
         await nc.close()
+
+
+def test_an_expiring_fleet_override_ends_on_every_node(zones, geo_db, tmp_path):
+    nats = NatsCluster(tmp_path / "nats", size=1).start()
+    try:
+        with (fleet_server(zones, geo_db, nats.urls, "a", tmp_path) as a,
+              fleet_server(zones, geo_db, nats.urls, "b", tmp_path) as b):  # fmt: skip
+            wait_until(lambda: engine(a)["connected"] and engine(b)["connected"], timeout=20)
+            reply = http(a, "/admin/targets/127.0.0.2/down?for=1s", "POST", token=TOKEN, body=b"")
+            assert reply.status == 200, reply.text
+            wait_until(lambda: http(b, "/fleet").json()["overrides"], timeout=5)
+            for server in (a, b):
+                wait_until(lambda server=server: http(server, "/fleet").json()["overrides"] == [],
+                           timeout=10, what="expiry on every node")  # fmt: skip
+            # Another change makes the engine's set arrive again: the expired one stays out.
+            other = http(b, "/admin/targets/127.0.0.1/drain", "POST", token=TOKEN, body=b"")
+            assert other.status == 200
+            wait_until(lambda: len(http(a, "/fleet").json()["overrides"]) == 1, timeout=5)
+            (left,) = http(a, "/fleet").json()["overrides"]
+            assert left["name"] == "127.0.0.1"
+    finally:
+        nats.stop()

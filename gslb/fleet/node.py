@@ -204,9 +204,14 @@ class FleetNode:
         return await self.engine.audit()
 
     def adopt_overrides(self, overrides: list[Override]) -> None:
-        """The engine's replicated set (a snapshot or a change): it becomes the book."""
+        """The engine's replicated set (a snapshot or a change): it becomes the book.
+
+        The engine wins whenever it is reachable (an override cleared while this node was
+        down stays cleared); this node's local-only overrides stay. Expired ones are left
+        out: every node expires them by itself, the engine keeps them as history."""
+        now = self.wall()
         local = [o for o in self.book.items.values() if o.scope == "local"]
-        merged = {o.id: o for o in overrides}
+        merged = {o.id: o for o in overrides if not o.expired(now)}
         for override in local:
             merged.setdefault(override.id, override)
         if self.book.replace_all(merged.values()):
