@@ -12,8 +12,9 @@ the packed bytes are cached, so a repeat costs nothing here. What it adds (RFC 4
 - TTLs capped at a day, below the signatures' remaining validity.
 
 Signatures come from a cache keyed on the whole signing input (key tag, window, owner, type,
-TTL and every RDATA), so two different RRsets can never share a signature. Fresh signatures
-for denials are rationed per second: a random-subdomain flood cannot take the CPU.
+TTL and every RDATA), so two different RRsets can never share a signature. Signatures for
+denials are rationed per second and not cached: a random-subdomain flood can take neither the
+CPU nor the cache.
 """
 
 from __future__ import annotations
@@ -149,12 +150,15 @@ class ZoneSigner:
                                    window.expiration, window.inception, tag)  # fmt: skip
             head += settings.origin
             data = head + body
-            signature = self.cache.get(data)
+            # Denials are one-off names (random-subdomain floods): they are rationed and not
+            # kept, so they never push useful signatures out; the reply cache keeps recent ones.
+            signature = None if rationed else self.cache.get(data)
             if signature is None:
                 if rationed:
                     self.spend()
                 signature = key.sign(data)
-                self.cache.put(data, signature)
+                if not rationed:
+                    self.cache.put(data, signature)
                 self.stats.dnssec_signatures[self.label] += 1
             else:
                 self.stats.dnssec_cache_hits[self.label] += 1
