@@ -15,6 +15,7 @@ from pathlib import Path
 
 from gslb import GEOIP_ATTRIBUTION, __version__
 from gslb.rum import settings as rum_settings
+from gslb.rum import simulate as rum_simulate
 
 DEFAULT_ZONES = "zones"
 DEFAULT_DNS = "127.0.0.1:5300"
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     period.add_argument("--no-outage", action="store_true", help="no CDN outage mid-period")
     period.add_argument("--mode", choices=("commit", "delivered"), default="commit",
                         help="delivered: weights mean delivered shares")  # fmt: skip
+    rum_simulate.add_arguments(simulate)
     add_dnssec(sub)
     add_ctl(sub)
     return parser
@@ -415,6 +417,8 @@ def cmd_simulate(args: argparse.Namespace) -> int:
     from gslb.health.view import EMPTY_VIEW
     from gslb.simulate import render_text, run_simulation
 
+    if args.name == "rum":
+        return rum_simulate.main(args)
     loaded = load_for_tools(args)
     if loaded is None:
         return 1

@@ -41,10 +41,14 @@ class Choice:
     dropped: dict[str, str]  # target -> why
     figures: tuple[TargetFigures, ...]
     changed: bool
+    pending: bool = False  # the hold kept a change back
 
 
-def usable(options: RumOptions, summaries: dict[str, Summary], targets: int) -> bool:
-    enough = sum(1 for s in summaries.values() if s.n >= options.min_samples)
+def usable(
+    options: RumOptions, summaries: dict[str, Summary], targets: int, floor: float | None = None
+) -> bool:
+    floor = options.min_samples if floor is None else floor
+    enough = sum(1 for s in summaries.values() if s.samples >= floor)
     return enough >= min(2, targets)
 
 
@@ -55,8 +59,10 @@ def choose(
     held: bool,
 ) -> Choice:
     """The dropped set for one key. ``previous``: the key's dropped set so far (None: first
-    decision); ``held``: the last change is younger than ``hold``."""
-    measured = {t: s for t, s in summaries.items() if s.n >= options.min_samples}
+    decision); ``held``: the last change is younger than ``hold``. A key that already decides
+    counts targets as measured down to half of ``min_samples`` (see ``Decider._key``)."""
+    enough = options.min_samples if previous is None else options.min_samples / 2
+    measured = {t: s for t, s in summaries.items() if s.samples >= enough}
     floor = options.availability_floor
     available = {t: s for t, s in measured.items() if s.availability >= floor and s.p50}
     why: dict[str, str] = {}
@@ -76,14 +82,15 @@ def choose(
                 why[target] = f"p50 {s.p50:.1f} ms > {kind} {bound:.1f} ms (best {best:.1f} ms)"
     if len(why) == len(measured):
         why = {}  # never drop every measured target
-    if held and previous is not None and set(why) != previous:
+    pending = held and previous is not None and set(why) != previous
+    if pending:
         why = _hold(why, previous, measured, available)
     dropped = frozenset(why)
     figures = tuple(
-        _figures(target, summaries[target], options, why.get(target), limit, leave, previous)
+        _figures(target, summaries[target], measured, why.get(target), limit, leave, options)
         for target in sorted(summaries)
     )
-    return Choice(why, figures, previous is not None and dropped != previous)
+    return Choice(why, figures, previous is not None and dropped != previous, pending)
 
 
 def _hold(
@@ -97,11 +104,11 @@ def _hold(
 
 
 def _figures(
-    target: str, s: Summary, options: RumOptions, why: str | None, limit: float | None,
-    leave: float | None, previous: frozenset[str] | None,
+    target: str, s: Summary, measured: dict, why: str | None, limit: float | None,
+    leave: float | None, options: RumOptions,
 ) -> TargetFigures:  # fmt: skip
-    if s.n < options.min_samples:
-        verdict, text = "unmeasured", f"{s.n:.0f} < min_samples {options.min_samples}: kept"
+    if target not in measured:
+        verdict, text = "unmeasured", f"{s.samples:.0f} samples, too few to judge: kept"
     elif why is not None:
         verdict, text = "dropped", why
     elif limit is not None and s.p50 is not None and s.p50 > limit:
@@ -120,6 +127,8 @@ class Decider:
         self.changes: dict[tuple[str, str], int] = {}  # (record fqdn, level) -> set changes
         self.decided: dict[tuple[str, str], int] = {}  # (record fqdn, level) -> keys deciding
         self.serial = 0
+        # state key -> (time bucket, decision or None, change pending a hold, options)
+        self.cache: dict[tuple, tuple[int, Decision | None, bool, RumOptions]] = {}
 
     def build(
         self, store: Store, records: dict[tuple[str, int], tuple[RumOptions, int]],
@@ -135,9 +144,12 @@ class Decider:
                 continue
             table.expire(now)
             by_level = self._record(record, table, options, targets, now, wall, live)
+            table.dirty.clear()
             out[record] = RecordDecisions(options.levels, by_level)
         for key in [k for k in self.states if k not in live]:
             del self.states[key]
+        for key in [k for k in self.cache if k not in live]:
+            del self.cache[key]
         self.serial += 1
         return Snapshot(out, wall, self.serial)
 
@@ -150,17 +162,14 @@ class Decider:
             if level not in options.levels:
                 continue
             decisions = by_level[level] = {}
-            oldest = table.oldest(now)
             for key, entry in table.levels[level].items():
-                summaries = table.summaries(entry, now)
-                if not usable(options, summaries, targets):
-                    continue
-                if level != "prefix" and entry.networks(oldest) < options.min_networks:
-                    continue
                 state_key = (record, level, key)
                 live.add(state_key)
-                decision = self._decide(state_key, options, summaries, now, wall)
                 parent = _parent(by_level, level, entry.parents, options.levels)
+                decision = self._key(state_key, table, entry, options, targets, parent, now,
+                                     wall)  # fmt: skip
+                if decision is None:
+                    continue
                 if parent is not None and parent.dropped.keys() == decision.dropped.keys():
                     continue  # the coarser level decides the same: answer with its scope
                 decisions[key] = decision
@@ -168,10 +177,43 @@ class Decider:
             self.decided[counted] = self.decided.get(counted, 0) + len(decisions)
         return by_level
 
+    def _key(
+        self, state_key: tuple, table: Table, entry: Any, options: RumOptions, targets: int,
+        parent: Decision | None, now: float, wall: float,
+    ) -> Decision | None:  # fmt: skip
+        """One key's decision, recomputed only when it got samples, a time bucket rolled
+        over, or a held change may now pass: a round costs little when few keys move."""
+        bucket = int(now // table.width)
+        cached = self.cache.get(state_key)
+        if (
+            cached is not None
+            and cached[0] == bucket
+            and cached[3] is options
+            and not cached[2]
+            and state_key[1:] not in table.dirty
+        ):
+            return cached[1]
+        summaries = table.summaries(entry, now)
+        state = self.states.get(state_key)
+        decision, pending = None, False
+        # A key that decides keeps deciding down to half the samples: no coming and going
+        # (and flapping between levels) as its count hovers around min_samples.
+        floor = options.min_samples / 2 if state is not None else options.min_samples
+        if usable(options, summaries, targets, floor) and (
+            state_key[1] == "prefix" or entry.networks(table.oldest(now)) >= options.min_networks
+        ):
+            if state is None and parent is not None:
+                # A key that starts deciding starts from what its clients get now (its
+                # parent's set) under the hold: switching level is no excuse to flap.
+                self.states[state_key] = KeyState(frozenset(parent.dropped), now, wall)
+            decision, pending = self._decide(state_key, options, summaries, now, wall)
+        self.cache[state_key] = (bucket, decision, pending, options)
+        return decision
+
     def _decide(
         self, state_key: tuple, options: RumOptions, summaries: dict[str, Summary],
         now: float, wall: float,
-    ) -> Decision:  # fmt: skip
+    ) -> tuple[Decision, bool]:  # fmt: skip
         state = self.states.get(state_key)
         held = state is not None and now - state.changed_at < options.hold
         choice = choose(options, summaries, state.dropped if state else None, held)
@@ -182,7 +224,7 @@ class Decider:
             counted = (state_key[0][0], state_key[1])
             self.changes[counted] = self.changes.get(counted, 0) + 1
         record, level, key = state_key
-        return Decision(
+        decision = Decision(
             level=level,
             key=prefix_text(key) if level == "prefix" else str(key),
             dropped=dict(choice.dropped),
@@ -190,6 +232,7 @@ class Decider:
             samples=sum(s.n for s in summaries.values()),
             since=state.since,
         )
+        return decision, choice.pending
 
 
 def _parent(

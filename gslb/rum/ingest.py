@@ -130,9 +130,10 @@ class Ingest:
 
     def __init__(
         self, store: Store, secret: bytes | None = None, limits: Limits | None = None,
-        geo: Any = None, asn: AsnDB | None = None,
+        geo: Any = None, asn: AsnDB | None = None, rng: random.Random | None = None,
     ) -> None:  # fmt: skip
         self.store = store
+        self.rng = rng if rng is not None else random.Random()
         self.limits = limits or Limits()
         self.tokens = Tokens(secret or os.urandom(32), self.limits.max_tokens)
         self.per_network = Buckets(
@@ -161,7 +162,7 @@ class Ingest:
         always goes first), and a token bound to the viewer's network."""
         options = self.records[record]
         targets = [{"t": target, "url": url} for target, url in options.probes]
-        random.shuffle(targets)
+        self.rng.shuffle(targets)
         token = self.tokens.issue(_record_text(record), prefix_key(address), wall)
         return {"v": 1, "r": record[0], "y": record[1], "tok": token, "targets": targets}
 

@@ -49,3 +49,25 @@ def quantile(bins: dict[int, float], q: float) -> float | None:
         if seen >= rank:
             return value_of(index)
     return value_of(max(bins))
+
+
+def quantiles(bins: dict[int, float], qs: tuple[float, ...]) -> tuple[float | None, ...]:
+    """Several quantiles (ascending ``qs``) in one pass over the sorted bins."""
+    total = sum(bins.values())
+    if total <= 0:
+        return tuple(None for _ in qs)
+    out: list[float] = []
+    seen = 0.0
+    wanted = iter(qs)
+    rank = next(wanted) * total
+    for index in sorted(bins):
+        seen += bins[index]
+        while seen >= rank:
+            out.append(value_of(index))
+            following = next(wanted, None)
+            if following is None:
+                return tuple(out)
+            rank = following * total
+    while len(out) < len(qs):
+        out.append(value_of(max(bins)))
+    return tuple(out)

@@ -39,10 +39,16 @@ class Summary:
     latency: float  # successful fetches of the ranking kind
     p50: float | None  # ms
     p90: float | None
+    ranked: float | None = None  # fetches of the ranking kind, ok or not (None: all are)
 
     @property
     def availability(self) -> float:
         return self.ok / self.n if self.n else 0.0
+
+    @property
+    def samples(self) -> float:
+        """What ``min_samples`` counts: fetches of the kind that ranks the targets."""
+        return self.n if self.ranked is None else self.ranked
 
 
 class Series:
@@ -51,20 +57,23 @@ class Series:
     __slots__ = ("slots",)
 
     def __init__(self) -> None:
-        self.slots: dict[int, list[Any]] = {}  # bucket index -> [n, ok, latency n, bins]
+        # bucket index -> [fetches, ok, ranking-kind fetches, ranking-kind ok, bins]
+        self.slots: dict[int, list[Any]] = {}
 
-    def add(self, bucket: int, ok: bool, ms: float | None, weight: float) -> None:
+    def add(self, bucket: int, ok: bool, ms: float | None, ranked: bool, weight: float) -> None:
         slot = self.slots.get(bucket)
         if slot is None:
             if len(self.slots) >= SLOTS:
                 del self.slots[min(self.slots)]
-            slot = self.slots[bucket] = [0.0, 0.0, 0.0, {}]
+            slot = self.slots[bucket] = [0.0, 0.0, 0.0, 0.0, {}]
         slot[0] += weight
+        if ranked:
+            slot[2] += weight
         if ok:
             slot[1] += weight
-            if ms is not None:
-                slot[2] += weight
-                sketch.add(slot[3], ms, weight)
+            if ranked and ms is not None:
+                slot[3] += weight
+                sketch.add(slot[4], ms, weight)
 
     def summary(self, oldest: int) -> Summary | None:
         """Merged over the buckets from ``oldest`` on; expired buckets are dropped here."""
@@ -72,12 +81,13 @@ class Series:
             del self.slots[index]
         if not self.slots:
             return None
-        n = ok = latency = 0.0
+        n = ok = ranked = latency = 0.0
         bins: dict[int, float] = {}
         for slot in self.slots.values():
-            n, ok, latency = n + slot[0], ok + slot[1], latency + slot[2]
-            sketch.merge(bins, slot[3])
-        return Summary(n, ok, latency, sketch.quantile(bins, 0.5), sketch.quantile(bins, 0.9))
+            n, ok, ranked, latency = n + slot[0], ok + slot[1], ranked + slot[2], latency + slot[3]
+            sketch.merge(bins, slot[4])
+        p50, p90 = sketch.quantiles(bins, (0.5, 0.9))
+        return Summary(n, ok, latency, p50, p90, ranked)
 
 
 class Entry:
@@ -120,7 +130,7 @@ class Table:
         now: float,
     ) -> None:  # fmt: skip
         bucket = int(now // self.width)
-        latency = ms if kind == self.metric else None
+        ranked = kind == self.metric
         for level, parents in PARENTS.items():
             key = net.key(level)
             if key is None:
@@ -140,7 +150,7 @@ class Table:
             series = entry.series.get(target)
             if series is None:
                 series = entry.series[target] = Series()
-            series.add(bucket, ok, latency, weight)
+            series.add(bucket, ok, ms, ranked, weight)
             self.dirty.add((level, key))
 
     def oldest(self, now: float) -> int:
