@@ -208,6 +208,9 @@ REFUSED = [
     ("redirect", {"type": "URLFWD", "value": {"code": 307, "masking": 2, "query": 0,
                                               "path": "/", "target": "https://x/"}}),
     ("geo", {"type": "A", "value": "192.0.2.1", "geo": {"EUROPE": ["192.0.2.2"]}}),
+    ("@", {"type": "A", "value": "192.0.2.1"}),
+    ("w w", {"type": "A", "value": "192.0.2.1"}),
+    ("ttl", {"type": "A", "value": "192.0.2.1", "ttl": -1}),
 ]  # fmt: skip
 
 
@@ -249,3 +252,18 @@ def test_octodns_anchors_for_shared_values_load(tmp_path):
     assert (tmp_path / "oracle.test.yaml").read_text().count("*id") >= 1000
     config, errors = load_config(tmp_path)
     assert errors == [] and len(config.zones[b"\x06oracle\x04test\x00"].nodes) == 1501
+
+
+def test_what_octodns_accepts_in_odd_spellings_loads(tmp_path):
+    """Numbers as strings (octoDNS reads them with int()) and the older MX spelling."""
+    data = {"ttl": "300", "type": "MX", "value": {"priority": "10", "value": "mx.oracle.test."}}
+    Record.new(Zone(ZONE, []), "mx", data)  # octoDNS accepts it
+    write_zone(tmp_path, ZONE.rstrip("."), yaml.safe_dump({"mx": data}))
+    config, errors = load_config(tmp_path)
+    assert errors == []
+    (rrset,) = (
+        config.zones[b"\x06oracle\x04test\x00"]
+        .nodes[b"\x02mx\x06oracle\x04test\x00"]
+        .rrsets.values()
+    )
+    assert rrset.ttl == 300 and rrset.rdatas[0].preference == 10

@@ -27,7 +27,7 @@ from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfw
 from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
-from gslb.config.values import hostname, name_wire
+from gslb.config.values import as_int, hostname, name_wire
 from gslb.dnssec.settings import ZoneSigning, load_signing
 from gslb.health.spec import CheckSpec
 
@@ -219,6 +219,9 @@ class ZoneBuilder:
 
     def add_name(self, key: Any, value: Any) -> None:
         key = "" if key is None else str(key)
+        if key == "@" or " " in key or "\t" in key:  # octoDNS refuses both, and says why
+            self.error(key, 'invalid name: whitespace is not allowed, and the apex is "" not "@"')
+            return
         if key.endswith(".") or key.startswith("."):
             self.error(key, "names are relative to the zone: no leading or trailing dot")
             return
@@ -328,9 +331,10 @@ class ZoneBuilder:
         self.alias = (target, ttl, f'{self.path}: record "{where}"')
 
     def ttl(self, where: str, record: Mapping) -> int | None:
-        ttl = record.get("ttl", DEFAULT_TTL)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 <= ttl <= MAX_TTL:
-            self.error(where, f'TTL "{ttl}" out of range 0..{MAX_TTL}')
+        raw = record.get("ttl", DEFAULT_TTL)
+        ttl = as_int(raw)  # an int or a decimal string, as octoDNS reads it
+        if ttl is None or not 0 <= ttl <= MAX_TTL:
+            self.error(where, f'TTL "{raw}" out of range 0..{MAX_TTL}')
             return None
         return ttl
 
