@@ -16,18 +16,26 @@ from pathlib import Path
 from typing import Any
 
 from dnslib import SOA as SOARD
-from dnslib import DNSBuffer
+from dnslib import DNSBuffer, DNSLabel
 
 from gslb.config import model
 from gslb.config.alias import resolve_aliases
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import AAAA, CNAME, A, DynamicRecord, Node, RRset, Zone
-from gslb.config.names import NameError_, is_below, parent, relative_to_fqdn, to_text, to_wire
+from gslb.config.names import (
+    NameError_,
+    is_below,
+    labels,
+    parent,
+    relative_to_fqdn,
+    to_text,
+    to_wire,
+)
 from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
 from gslb.config.records import MAX_TTL, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
-from gslb.config.values import as_int, hostname, name_wire
+from gslb.config.values import as_int, name_wire
 from gslb.dnssec.settings import ZoneSigning, load_signing
 from gslb.health.spec import CheckSpec
 
@@ -510,7 +518,8 @@ class ZoneBuilder:
         ns = apex.rrsets.get(model.NS)
         mname = str(ns.rdatas[0].label) if ns else f"ns1.{self.fqdn}"
         times = (SERIALS.next(), *SOA_TIMERS.values())
-        rdata = SOARD(hostname(mname), hostname(f"hostmaster.{self.fqdn}"), times)
+        names = (name_wire(mname, syntax=False), name_wire(f"hostmaster.{self.fqdn}", syntax=False))
+        rdata = SOARD(*(DNSLabel(labels(name)) for name in names), times)
         soa = RRset(self.origin, model.SOA, DEFAULT_TTL, (rdata,))
         apex.rrsets[model.SOA] = soa
         return soa

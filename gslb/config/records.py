@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from dnslib import AAAA as AAAARD
-from dnslib import CAA as CAARD
 from dnslib import CNAME as CNAMERD
 from dnslib import MX as MXRD
 from dnslib import NS as NSRD
@@ -47,6 +46,7 @@ from gslb.config.values import (
     ipv4,
     ipv6,
     name_wire,
+    quoted,
     txt_text,
 )
 
@@ -82,7 +82,7 @@ def parse_mx(value: Any) -> RD:
     exchange of ``.`` is the null MX of RFC 7505."""
     f = Fields("MX", value, ("preference", "exchange"),
                aliases={"priority": "preference", "value": "exchange"})  # fmt: skip
-    preference, exchange = f.uint("preference", 16), f.name("exchange")
+    preference, exchange = f.uint("preference", 16), f.name("exchange", root=True)
     f.done()
     return MXRD(DNSLabel(labels(exchange)), preference)
 
@@ -90,7 +90,7 @@ def parse_mx(value: Any) -> RD:
 def parse_srv(value: Any) -> RD:
     f = Fields("SRV", value, ("priority", "weight", "port", "target"))
     numbers = [f.uint(key, 16) for key in ("priority", "weight", "port")]
-    target = f.name("target")  # "." = the service is not available here (RFC 2782)
+    target = f.name("target", root=True)  # "." = the service is not available (RFC 2782)
     f.done()
     return SRVRD(*numbers, DNSLabel(labels(target)))
 
@@ -101,9 +101,13 @@ def parse_caa(value: Any) -> RD:
     tag = f.text("tag")
     if f.has("tag") and (not tag.isascii() or not tag.isalnum() or len(tag) > 255):
         f.fail(f'invalid CAA tag "{tag}"')
-    text = f.text("value")
+    try:
+        data = quoted(f.text("value"), "value")
+    except ValueError as exc:
+        f.fail(str(exc))
+        data = b""
     f.done()
-    return CAARD(flags, tag, text)
+    return RD(bytes((flags, len(tag))) + tag.encode("ascii") + data)
 
 
 def txt_chunks(value: Any) -> list[bytes]:
@@ -122,7 +126,7 @@ def parse_soa(value: Any) -> RD:
     keys = ("mname", "rname", "serial", "refresh", "retry", "expire", "minimum")
     f = Fields("SOA", value, keys)
     times = tuple(f.uint(key, 32) for key in keys[2:])
-    mname, rname = f.name("mname"), f.name("rname")
+    mname, rname = f.name("mname", syntax=False), f.name("rname", syntax=False)
     f.done()
     return SOARD(DNSLabel(labels(mname)), DNSLabel(labels(rname)), times)
 
@@ -182,8 +186,13 @@ def parse_uri(value: Any) -> RD:
     target = f.text("target")
     if f.has("target") and not target:
         f.fail("missing target")
+    try:
+        data = quoted(target.lower(), "target")
+    except ValueError as exc:
+        f.fail(str(exc))
+        data = b""
     f.done()
-    return RD(struct.pack("!HH", priority, weight) + target.lower().encode("utf-8"))
+    return RD(struct.pack("!HH", priority, weight) + data)
 
 
 def parse_openpgpkey(value: Any) -> RD:
@@ -210,7 +219,7 @@ def parse_naptr(value: Any) -> RD:
         f.fail(f'unrecognized flags "{flags}"')
     flags_cs = char_string(flags.upper(), "flags") if flags.isascii() else b"\x00"
     service, regexp = f.char_string("service"), f.char_string("regexp")
-    replacement = f.name("replacement")
+    replacement = f.name("replacement", root=True, syntax=False)
     f.done()
     return RD(head + flags_cs + service + regexp + replacement)
 

@@ -18,7 +18,7 @@ import struct
 from collections.abc import Mapping
 from typing import Any
 
-from gslb.config.values import Fields, as_int, txt_text
+from gslb.config.values import Fields, as_int, quoted, txt_text
 
 KEYS = {
     "mandatory": 0,
@@ -36,7 +36,7 @@ MAX_KEY = 65534  # 65535 is the "invalid key" of RFC 9460 section 14.3.2
 def parse_svcb_value(value: Any) -> bytes:
     f = Fields("SVCB", value, ("svcpriority", "targetname"), ("svcparams",))
     priority = f.uint("svcpriority", 16)
-    target = f.name("targetname")  # "." = the owner name itself (service mode)
+    target = f.name("targetname", root=True)  # "." = the owner name itself (service mode)
     params = f.data.get("svcparams") or {}
     if not isinstance(params, Mapping):
         f.fail("svcparams must be a mapping of key to value")
@@ -167,27 +167,7 @@ def generic(key: str, raw: Any) -> bytes:
     text = str(raw)
     if len(text) > 1 and text[0] == text[-1] == '"':
         text = text[1:-1]
-    return unescape(text)
-
-
-def unescape(text: str) -> bytes:
-    out, i = bytearray(), 0
-    raw = text.encode("utf-8")
-    while i < len(raw):
-        byte = raw[i]
-        if byte == 0x5C and i + 4 <= len(raw) and raw[i + 1 : i + 4].isdigit():
-            value = int(raw[i + 1 : i + 4])
-            if value > 255:
-                raise ValueError(f'escape "\\{value}" is not a byte')
-            out.append(value)
-            i += 4
-        elif byte == 0x5C and i + 1 < len(raw):
-            out.append(raw[i + 1])
-            i += 2
-        else:
-            out.append(byte)
-            i += 1
-    return bytes(out)
+    return quoted(text, key)
 
 
 ENCODERS = {

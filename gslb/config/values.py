@@ -30,16 +30,35 @@ def hostname(value: Any) -> DNSLabel:
     return DNSLabel(labels(name_wire(value)))
 
 
-def name_wire(value: Any) -> bytes:
-    """An absolute hostname (or ``.``) -> lowercase uncompressed wire bytes."""
+HOST_LABEL = re.compile(rb"(?!-)[-_a-z0-9]{1,63}(?<!-)")
+
+
+def name_wire(value: Any, *, root: bool = False, syntax: bool = True) -> bytes:
+    """An absolute hostname -> lowercase uncompressed wire bytes.
+
+    ``root``: ``.`` is accepted (MX, SRV, SVCB/HTTPS: "no service"). ``syntax``: the name must
+    be a host name as octoDNS checks targets (letters, digits, hyphens, underscores, no hyphen
+    at either end of a label, at least two labels), else octoDNS refuses the file, and so do
+    we; SOA names and NAPTR replacements, which octoDNS does not check, skip it."""
     if not isinstance(value, str) or not value:
         raise ValueError(f'invalid hostname "{value}"')
     if not value.endswith("."):
         raise ValueError(f'hostname "{value}" must end with a dot')
+    if value == ".":
+        if root:
+            return b"\x00"
+        raise ValueError('"." is not a valid target here')
     try:
-        return to_wire(value)
+        wire = to_wire(value)
     except NameError_ as exc:
         raise ValueError(str(exc)) from None
+    parts = labels(wire)
+    if syntax and (len(parts) < 2 or not all(HOST_LABEL.fullmatch(p) for p in parts)):
+        raise ValueError(
+            f'"{value}" is not a valid FQDN (letters, digits, hyphens and underscores, at '
+            "least two labels)"
+        )
+    return wire
 
 
 def ipv4(value: Any) -> str:
@@ -69,11 +88,40 @@ def as_int(value: Any) -> int | None:
 
 
 def char_string(text: str, what: str) -> bytes:
-    """RFC 1035 <character-string>: a length byte, then at most 255 bytes."""
-    raw = text.encode("utf-8")
+    """RFC 1035 <character-string> of a quoted field: a length byte, then at most 255 bytes."""
+    raw = quoted(text, what)
     if len(raw) > 255:
         raise ValueError(f"{what} longer than 255 bytes")
     return bytes((len(raw),)) + raw
+
+
+def quoted(text: str, what: str = "value") -> bytes:
+    """The bytes of a field octoDNS renders between double quotes (CAA value, URI target,
+    NAPTR fields, SVCB generic values): every DNS tool and provider reading that form takes
+    ``\\X`` as X and ``\\DDD`` as the byte DDD (RFC 1035 section 5.1), so gslb does too."""
+    raw = text.encode("utf-8")
+    if b"\\" not in raw and b'"' not in raw:
+        return raw
+    out, i = bytearray(), 0
+    while i < len(raw):
+        byte = raw[i]
+        if byte == 0x22:
+            raise ValueError(f'unescaped " in {what} "{text}" (write \\" for a quote)')
+        if byte != 0x5C:
+            out.append(byte)
+            i += 1
+        elif raw[i + 1 : i + 2].isdigit():
+            digits = raw[i + 1 : i + 4]
+            if len(digits) != 3 or not digits.isdigit() or int(digits) > 255:
+                raise ValueError(f'bad escape in {what} "{text}": \\DDD takes three digits')
+            out.append(int(digits))
+            i += 4
+        elif i + 1 < len(raw):
+            out.append(raw[i + 1])
+            i += 2
+        else:
+            raise ValueError(f'{what} "{text}" ends in a lone backslash')
+    return bytes(out)
 
 
 class Fields:
@@ -129,11 +177,11 @@ class Fields:
             return ""
         return str(raw)
 
-    def name(self, key: str) -> bytes:
+    def name(self, key: str, *, root: bool = False, syntax: bool = True) -> bytes:
         if key not in self.data:
             return b"\x00"
         try:
-            return name_wire(self.data[key])
+            return name_wire(self.data[key], root=root, syntax=syntax)
         except ValueError as exc:
             self.fail(f"{key}: {exc}")
             return b"\x00"
