@@ -124,6 +124,12 @@ bench-scale: $(VENV)/.installed-test
 bench-octodns: $(VENV)/.installed-test
 	$(BIN)/python bench/octodns_load.py
 
+# In-process microseconds per query for streams that never repeat (0x20, own ECS per query,
+# IPv6 /56, random names) and a repeated one; COLD_PROFILE=chain4 profiles one with cProfile.
+.PHONY: bench-cold
+bench-cold: $(VENV)/.installed-test
+	$(BIN)/python bench/coldpath.py $(if $(COLD_PROFILE),--profile $(COLD_PROFILE))
+
 # gslb next to gdnsd and PowerDNS (installed from Debian when missing), same queries, same box.
 bench-peers: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/peers.py

@@ -34,6 +34,7 @@ from gslb.history import History, HistorySampler
 from gslb.metrics import Metrics, install_query_log
 from gslb.notify import Notifier
 from gslb.policy.chain import Engine
+from gslb.policy.compile import COMPILE_AT_START
 from gslb.privileges import PrivilegeError, describe, drop_privileges
 from gslb.rum import settings as rum_settings
 from gslb.rum.metrics import RumCollector
@@ -181,6 +182,7 @@ class App:
         self.start_rum(config)
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
+        self.engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
         install_query_log(self.responder, self.settings.query_log_sample)
         self.window_clock = WindowClock(self.responder)  # new signature window at midnight
         self.window_clock.start()

@@ -217,6 +217,7 @@ class WorkerProcess:
         from gslb.geo import GeoDB
         from gslb.metrics import install_query_log
         from gslb.policy.chain import Engine
+        from gslb.policy.compile import COMPILE_AT_START
         from gslb.privileges import drop_privileges
 
         message = self.commands.recv()
@@ -230,6 +231,7 @@ class WorkerProcess:
                 engine.asn = AsnDB.open(self.spec.asn_db)
             options = Options(self.spec.identity, self.spec.version_string)
             self.responder = Responder(config, engine, options)
+            engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
             install_query_log(self.responder, self.spec.query_log_sample)
             self.apply(self.commands.recv())
             server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl,

@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import gc
 import ipaddress
+import struct
 import time
 from bisect import bisect_right
+from collections import OrderedDict
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
-from typing import Protocol
+from typing import Any, Protocol
 
 from dnslib import AAAA as AAAARD
 from dnslib import CNAME as CNAMERD
@@ -29,14 +31,19 @@ from gslb.dns import lookup
 from gslb.dns.wire import (
     AA,
     BADVERS,
+    DO_BIT,
     FORMERR,
     HEADER,
+    MAX_UDP,
     NOERROR,
     NOTIMP,
+    OPT_ECS,
+    OPT_TYPE,
     QR,
     REFUSED,
     SERVFAIL,
     TC,
+    TWO,
     FormatError,
     Query,
     header,
@@ -54,6 +61,11 @@ CLASS_IN, CLASS_CH = 1, 3
 MAX_CHASE = 8
 CACHE_LIMIT = 100_000
 REPLAY_LIMIT = 50_000
+RESOLVER_LIMIT = 4096
+SEEN = object()  # replay-cache marker: these bytes were answered once (see ``handle``)
+MIN_TEMPLATE_NAME = 8  # shorter names cannot hold the stand-in of ``stand_in_name``
+OPT_HEAD = struct.Struct("!xHHIH")  # root owner, type, payload size, TTL (DO), RDLENGTH
+SCOPES = tuple(bytes((n,)) for n in range(256))
 TCP_LIMIT = 65535
 QTYPE_LABELS = TYPE_NAMES  # the metric label of a query type; any other is "other"
 RCODE_LABELS = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
@@ -129,32 +141,46 @@ class Responder:
         self.options = options or Options()
         self.stats = stats or Stats()
         self.health: HealthView = EMPTY_VIEW
-        self.cache: dict[tuple, Packed | Dynamic] = {}
-        self.outcomes: dict[tuple, Packed] = {}
-        self.opts: dict[tuple, bytes] = {}
-        self.replays: dict[str, dict] = {"udp": {}, "tcp": {}}
+        # Every cache is bounded and evicts its oldest entry one at a time: a flood of new
+        # names or subnets never triggers a wholesale clear (a stall, then a refill storm).
+        self.cache: Bounded = Bounded(CACHE_LIMIT)
+        self.outcomes: Bounded = Bounded(CACHE_LIMIT)
+        self.negatives: dict[tuple, Packed] = {}  # NXDOMAIN/NODATA per zone and name length
+        self.opts: dict[tuple, bytes] = {}  # OPT records without ECS: a handful of variants
+        self.resolvers: Bounded = Bounded(RESOLVER_LIMIT)
+        self.replays: dict[str, Bounded] = self.new_replays()
         self.signing = Signing(self.stats)
         self.set_config(config)
 
+    @staticmethod
+    def new_replays() -> dict[str, Bounded]:
+        return {"udp": Bounded(REPLAY_LIMIT), "tcp": Bounded(REPLAY_LIMIT)}
+
     def set_config(self, config: Config) -> None:
-        """Swap in a new configuration; the caches belong to the old one."""
+        """Swap in a new configuration; the caches belong to the old one. The engine starts
+        compiling the new dynamic records' address tables (off the answer path)."""
         self.config = config
         self.signing.set_config(config.signing)
-        self.cache = {}
-        self.outcomes = {}
-        self.replays = {"udp": {}, "tcp": {}}
+        self.cache = Bounded(CACHE_LIMIT)
+        self.outcomes = Bounded(CACHE_LIMIT)
+        self.negatives = {}
+        self.replays = self.new_replays()
+        plan = getattr(self.engine, "plan", None)
+        if plan is not None:
+            plan(dynamic_records(config))
         settle_heap()
 
     def set_health(self, view: HealthView) -> None:
         self.health = view
-        self.replays = {"udp": {}, "tcp": {}}
+        self.replays = self.new_replays()
 
     def roll_window(self, now: float | None = None) -> None:
         """A new signature validity window (a new UTC day): signed replies are rebuilt."""
         if self.signing.roll(time.time() if now is None else now):
-            self.cache = {}
-            self.outcomes = {}
-            self.replays = {"udp": {}, "tcp": {}}
+            self.cache = Bounded(CACHE_LIMIT)
+            self.outcomes = Bounded(CACHE_LIMIT)
+            self.negatives = {}
+            self.replays = self.new_replays()
 
     # -- the answer path ---------------------------------------------------------------
 
@@ -165,7 +191,8 @@ class Responder:
         replay = replays.get(body)
         if replay is None:
             replay = replays.get((client, body))
-        if replay is not None:
+        seen = replay is SEEN
+        if replay is not None and not seen:
             return self.replay(replay, data, transport)
         try:
             query = parse_query(data)
@@ -192,9 +219,10 @@ class Responder:
             except OverBudget:  # DNSSEC signing ration spent: not answered, not cached
                 return self.error(query, data, SERVFAIL, transport)
         scope = 0
+        front = None
         dynamic = entry if entry.__class__ is Dynamic else None
         if dynamic is not None:
-            entry, scope = self.decide(dynamic, key, query, client)
+            entry, scope, front = self.decide(dynamic, key, query, client)
         limit = TCP_LIMIT if transport == "tcp" else udp_limit(opt)
         labels = (entry.zone, QTYPE_LABELS.get(query.qtype, "other"), RCODE_LABELS[entry.rcode],
                   transport)  # fmt: skip
@@ -202,12 +230,16 @@ class Responder:
         truncated = bool(reply[2] & 0x02)
         ecs = (opt.ecs.family, scope) if opt is not None and opt.ecs is not None else None
         self.count(labels, ecs, truncated, transport)
-        if len(replays) >= REPLAY_LIMIT:
-            replays.clear()
-        if dynamic is None:
-            replays[body] = Replay((reply[2:],), (None,), labels, ecs, (truncated,))
-        else:
-            self.remember_dynamic(replays, body, dynamic, key, query, data, client, labels, ecs)
+        # Replies are remembered on the second sighting of the same bytes: a stream that
+        # never repeats (0x20 names, an ECS subnet per query) only leaves a marker behind.
+        replay_key = body if dynamic is None else (client, body)
+        if not seen:
+            replays.put(replay_key, SEEN)
+        elif dynamic is None:
+            replays.put(body, Replay((reply[2:],), (None,), labels, ecs, (truncated,)))
+        elif front is not None:
+            self.remember_dynamic(replays, replay_key, dynamic, key, query, data, front, labels,
+                                  ecs)  # fmt: skip
         return reply
 
     def count(self, labels: tuple, ecs: tuple | None, truncated: bool, transport: str) -> None:
@@ -230,16 +262,14 @@ class Responder:
         return data[:2] + replay.tails[index]
 
     def remember_dynamic(
-        self, replays: dict, body: bytes, dynamic: Dynamic, key: tuple, query: Query,
-        data: bytes, client: str, labels: tuple, ecs: tuple | None,
+        self, replays: Bounded, replay_key: tuple, dynamic: Dynamic, key: tuple, query: Query,
+        data: bytes, decided: tuple, labels: tuple, ecs: tuple | None,
     ) -> None:  # fmt: skip
         """One packed reply per choice of the prepared decision, when one pick of one choice
-        is the whole answer (several answers per reply would need every combination)."""
+        is the whole answer (several answers per reply would need every combination).
+        ``decided`` is (answer, prepared decision, sticky key) from ``decide``."""
         opt = query.opt
-        front = self.engine.front(dynamic.record, client_key(client, used_ecs(opt)), self.health)
-        if front is None:
-            return
-        prepared = front.prepared
+        answer, prepared, sticky = decided
         if not prepared.choices or (prepared.answers > 1 and len(prepared.choices) > 1):
             return
         limit = TCP_LIMIT if labels[3] == "tcp" else udp_limit(opt)
@@ -247,18 +277,18 @@ class Responder:
         if random_pick:
             indices = range(len(prepared.choices))
         else:  # sticky, single or unweighted: this client's pick never changes
-            indices = weighted.pick(prepared, self.engine.rng, front.sticky_key)[:1]
+            indices = weighted.pick(prepared, self.engine.rng, sticky)[:1]
         tails, answers = [], []
         for index in indices:
             choice = prepared.choices[index]
             values = weighted.values_of(prepared, [index])
             packed = self.packed_outcome(dynamic, key, values, prepared.ttl)
-            tails.append(self.complete(query, data, packed, front.scope, limit)[2:])
+            tails.append(self.complete(query, data, packed, answer.scope, limit)[2:])
             answers.append((dynamic.record.fqdn, choice.label, choice.reason))
         truncated = tuple(bool(tail[0] & 0x02) for tail in tails)
         cumulative = prepared.cumulative if random_pick else ()
-        replays[(client, body)] = Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
-                                         cumulative, prepared.total)  # fmt: skip
+        replays.put(replay_key, Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
+                                       cumulative, prepared.total))  # fmt: skip
 
     def complete(self, query: Query, data: bytes, entry: Packed, scope: int, limit: int) -> bytes:
         """The reply bytes; counts nothing (the caller counts what it sends)."""
@@ -275,20 +305,29 @@ class Responder:
         return reply
 
     def opt_for(self, query: Query, scope: int) -> bytes:
-        """Our OPT record; the same few variants recur, so they are built once and kept."""
+        """Our OPT record. Without ECS the same few variants recur, so they are built once and
+        kept; with ECS the echo (family, source, address, our scope) is spliced in per query,
+        since resolvers send a different subnet nearly every time."""
         opt = query.opt
         ecs = opt.ecs
-        key = (ecs.raw if ecs is not None else None, scope, opt.do, opt.nsid)
-        record = self.opts.get(key)
-        if record is None:
-            options = b"" if ecs is None else ecs.echo(scope)
-            if opt.nsid and self.options.identity is not None:
-                nsid = self.options.identity
-                options += (3).to_bytes(2, "big") + len(nsid).to_bytes(2, "big") + nsid
-            if len(self.opts) >= CACHE_LIMIT:
-                self.opts.clear()
-            record = self.opts[key] = opt_record(opt, options=options)
-        return record
+        if ecs is None:
+            key = (opt.do, opt.nsid)
+            record = self.opts.get(key)
+            if record is None:
+                record = self.opts[key] = opt_record(opt, options=self.nsid_option(opt))
+            return record
+        raw = ecs.raw
+        nsid = self.nsid_option(opt)
+        size = 4 + len(raw) + len(nsid)
+        return (OPT_HEAD.pack(OPT_TYPE, MAX_UDP, DO_BIT if opt.do else 0, size)
+                + TWO.pack(OPT_ECS, len(raw)) + raw[:3] + SCOPES[scope] + raw[4:]
+                + nsid)  # fmt: skip
+
+    def nsid_option(self, opt) -> bytes:
+        if opt.nsid and self.options.identity is not None:
+            nsid = self.options.identity
+            return (3).to_bytes(2, "big") + len(nsid).to_bytes(2, "big") + nsid
+        return b""
 
     def error(
         self, query: Query, data: bytes, rcode: int, transport: str, *, keep_question: bool = True
@@ -307,9 +346,7 @@ class Responder:
 
     def build(self, key: tuple) -> Packed | Dynamic:
         entry = self.resolve_static(key)
-        if len(self.cache) >= CACHE_LIMIT:
-            self.cache.clear()  # random-name floods must not grow memory without bound
-        self.cache[key] = entry
+        self.cache.put(key, entry)  # bounded: random-name floods evict the oldest names
         return entry
 
     def resolve_static(self, key: tuple) -> Packed | Dynamic:
@@ -327,7 +364,11 @@ class Responder:
         if first.answer and isinstance(first.answer[0], DynamicRecord):
             return Dynamic(zone, first, first.answer[0])
         result = self.chase(zone, qname, qtype, first) or first
-        return pack(qname, qtype, qclass, self.sign(key, zone, result), zone.fqdn)
+        signed = self.sign(key, zone, result)
+        if signed is result and not result.answer and not result.additional:
+            if len(qname) >= MIN_TEMPLATE_NAME:  # unsigned NXDOMAIN / NODATA: a template
+                return self.negative(qname, qtype, qclass, result, zone.fqdn)
+        return pack(qname, qtype, qclass, signed, zone.fqdn)
 
     def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
         """DNSSEC, in one place: a DO query in a signed zone gets RRSIGs and denial proofs
@@ -336,6 +377,21 @@ class Responder:
             return result
         signer = self.signing.signers.get(zone.origin)
         return result if signer is None else signer.sign(key[0], key[1], result, zone)
+
+    def negative(
+        self, qname: bytes, qtype: int, qclass: int, result: lookup.Result, zone: str
+    ) -> Packed:
+        """NXDOMAIN and NODATA replies do not mention the query name after the question, so
+        one packed reply serves every name of the same length in the zone (random-name
+        floods): packed once with a stand-in name that nothing can compress against."""
+        authority = tuple((r.name, r.rtype, r.ttl, id(r.rdatas)) for r in result.authority)
+        key = (zone, result.rcode, result.aa, authority, qclass, len(qname))
+        packed = self.negatives.get(key)
+        if packed is None:
+            packed = pack(stand_in_name(len(qname)), qtype, qclass, result, zone)
+            if len(self.negatives) < CACHE_LIMIT:
+                self.negatives[key] = packed
+        return packed
 
     def chase(
         self, zone: model.Zone, qname: bytes, qtype: int, result: lookup.Result
@@ -377,17 +433,54 @@ class Responder:
 
     # -- GSLB answers ----------------------------------------------------------------
 
-    def decide(self, entry: Dynamic, key: tuple, query: Query, client: str) -> tuple[Packed, int]:
-        """Ask the policy engine, then reuse the packed reply of an outcome seen before."""
+    def decide(self, entry: Dynamic, key: tuple, query: Query, client: str):
+        """Ask the policy engine, then reuse the packed reply of an outcome seen before.
+
+        Returns (packed reply, ECS scope, what ``remember_dynamic`` needs or None). The
+        compiled table answers a client from its integer address; the step-by-step path runs
+        while a table is being built, for ranges the table leaves to the database, and for an
+        ECS option with source /0 (the resolver's own address then decides).
+        """
         opt = query.opt
+        ecs_opt = opt.ecs if opt is not None else None
+        record = entry.record
+        if ecs_opt is None or (ecs_opt.source and record.options.ecs):
+            if ecs_opt is not None:
+                version = 4 if ecs_opt.family == 1 else 6
+                ip = int.from_bytes(ecs_opt.address + ZEROS[version][len(ecs_opt.address) :])
+                source = ecs_opt.source
+            else:
+                version, ip = self.resolver(client)
+                source = None
+            if version:
+                decided = self.engine.decide(record, version, ip, source, self.health)
+                if decided is not None:
+                    answer = decided[0]
+                    self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
+                    packed = self.packed_outcome(entry, key, answer.values, answer.ttl)
+                    return packed, answer.scope, decided
         ecs_opt = used_ecs(opt)
         key_of_client = client_key(client, ecs_opt)
-        record = entry.record
         answer = self.engine.answer_cached(record, key_of_client, self.health)
         if answer is None:
             answer = self.first_answer(record, client, ecs_opt, key_of_client)
         self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
-        return self.packed_outcome(entry, key, answer.values, answer.ttl), answer.scope
+        front = self.engine.front(record, key_of_client, self.health)
+        decided = None if front is None else (answer, front.prepared, front.sticky_key)
+        return self.packed_outcome(entry, key, answer.values, answer.ttl), answer.scope, decided
+
+    def resolver(self, client: str) -> tuple[int, int]:
+        """(family, integer address) of a resolver's address text; (0, 0) for an IPv4-mapped
+        IPv6 resolver (the step-by-step path unwraps it). Kept per resolver, bounded."""
+        known = self.resolvers.get(client)
+        if known is None:
+            address = ipaddress.ip_address(client)
+            if address.version == 6 and address.ipv4_mapped is not None:
+                known = (0, 0)
+            else:
+                known = (address.version, int(address))
+            self.resolvers.put(client, known)
+        return known
 
     def packed_outcome(self, entry: Dynamic, key: tuple, values: tuple, ttl: int) -> Packed:
         """The packed reply of one outcome, packed with dnslib once and kept."""
@@ -395,9 +488,7 @@ class Responder:
         packed = self.outcomes.get(out_key)
         if packed is None:
             packed = self.pack_outcome(entry, key, Outcome(values, ttl))
-            if len(self.outcomes) >= CACHE_LIMIT:
-                self.outcomes.clear()
-            self.outcomes[out_key] = packed
+            self.outcomes.put(out_key, packed)
         return packed
 
     def first_answer(self, record: DynamicRecord, client: str, ecs_opt, client_key: tuple):
@@ -422,6 +513,42 @@ class Responder:
         # A chain into another dynamic record stops there: the resolver asks for it.
         result = self.chase(entry.zone, qname, qtype, result) or unchased
         return pack(qname, qtype, qclass, self.sign(key, entry.zone, result), entry.zone.fqdn)
+
+
+ZEROS = {4: bytes(4), 6: bytes(16)}
+
+
+class Bounded(OrderedDict):
+    """A dict that holds at most ``limit`` entries, evicting the oldest one per insert: the
+    cost of a flood of new keys is spread evenly, never a wholesale clear."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self.limit = limit
+
+    def put(self, key: Any, value: Any) -> None:
+        if len(self) >= self.limit:
+            self.popitem(last=False)
+        self[key] = value
+
+
+def dynamic_records(config: Config) -> list[DynamicRecord]:
+    return [record for zone in config.zones.values() for node in zone.nodes.values()
+            for record in node.dynamic.values()]  # fmt: skip
+
+
+def stand_in_name(length: int) -> bytes:
+    """A wire name of exactly ``length`` bytes whose last label is no hostname label (so no
+    name in a reply compresses against it)."""
+    body = length - 1  # the root byte
+    labels_out = []
+    while body > 0:
+        size = min(63, body - 1)
+        if body - size - 1 == 1:
+            size -= 1  # never leave a one-byte rest: that would be a root label mid-name
+        labels_out.append(bytes((size,)) + b"#" * size)
+        body -= size + 1
+    return b"".join(labels_out) + b"\x00"
 
 
 def used_ecs(opt):

@@ -27,6 +27,8 @@ from gslb.dns.rrl import RateLimiter, RrlConfig
 
 log = logging.getLogger("gslb.dns")
 LENGTH = struct.Struct("!H")
+COMPILE_SLICE = 0.003  # seconds of table building between two turns of the event loop
+COMPILE_POLL = 0.1  # seconds between looks for new work (a reload asks for new tables)
 
 
 @dataclass(slots=True)
@@ -310,6 +312,26 @@ class DnsServer:
             self.rrl = RateLimiter(rrl, self.zone_origin, responder.stats)
         self.closers: list[Callable[[], None]] = []
         self.bound: list[tuple[str, int]] = []
+        self.compiling: asyncio.Task | None = None
+
+    def start_compiling(self) -> None:
+        """Start the task (owned here, cancelled by ``close``) that builds the engine's
+        address tables between answers, in slices of COMPILE_SLICE seconds."""
+        compiler = getattr(self.responder.engine, "compiler", None)
+        if self.compiling is None and compiler is not None:
+            self.compiling = asyncio.get_running_loop().create_task(self.compile_loop(compiler))
+
+    async def compile_loop(self, compiler) -> None:
+        while True:
+            if not compiler.pending:
+                await asyncio.sleep(COMPILE_POLL)
+                continue
+            try:
+                compiler.work(COMPILE_SLICE)
+            except Exception:  # the step-by-step path keeps answering; say why once
+                log.exception("compiling address tables failed; answering step by step")
+                compiler.abandon()
+            await asyncio.sleep(0)  # answers waiting on the sockets go first
 
     async def listen(self, host: str, port: int, sockets: tuple | None = None) -> tuple[str, int]:
         """Listen on host:port (port 0 = any free port, same for UDP and TCP)."""
@@ -326,6 +348,7 @@ class DnsServer:
             lambda: TcpProtocol(self.responder, self.connections), sock=tcp_sock
         )
         self.closers.append(server.close)
+        self.start_compiling()
         address = udp_sock.getsockname()[:2]
         self.bound.append(address)
         return address
@@ -366,3 +389,6 @@ class DnsServer:
         for close in self.closers:
             close()
         self.closers.clear()
+        if self.compiling is not None:
+            self.compiling.cancel()
+            self.compiling = None

@@ -10,6 +10,7 @@ recording trace instead of the no-op one.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 from dataclasses import dataclass, replace
 from typing import Any
@@ -26,6 +27,7 @@ from gslb.policy.client import (
     full_prefix,
     sticky_key,
 )
+from gslb.policy.compile import ASK_CLASS, Compiler, RecordPlan
 from gslb.policy.context import NULL_TRACE, Candidate, Context, NullTrace, Step, Trace, candidates
 from gslb.policy.rules import Match, RuleIndex
 from gslb.policy.weighted import Prepared
@@ -110,6 +112,102 @@ class Engine:
         self._version = -1
         self.hits = 0
         self.misses = 0
+        # Address tables compiled ahead (the cold path); plans per record object.
+        self.compiler = Compiler(geo)
+        self._plans: dict[int, RecordPlan | None] = {}
+
+    # -- compiled tables ---------------------------------------------------------------------
+
+    def plan(self, records: list[DynamicRecord]) -> None:
+        """A new configuration's dynamic records: their tables get built by ``compiler``
+        (off the answer path); until then each record takes the step-by-step path."""
+        wanted = []
+        for record in records:
+            comp = self._compiled.get(id(record))
+            if comp is None or comp.record is not record:
+                comp = self.compile(record)
+            if comp.fixed is None:
+                wanted.append((record, comp.proximity))
+        self.compiler.want(wanted)
+        self._plans = {}
+
+    def decide(
+        self, record: DynamicRecord, version: int, ip: int, source: int | None, health: HealthView
+    ) -> tuple[Answer, Prepared, int] | None:
+        """The cold path: (answer, prepared decision, sticky key) for a client given as
+        (family, integer address, ECS source prefix or None), from the record's compiled
+        table: one bisect, the class's decision (made once per class and health view), the
+        weighted pick. None when the table is not built yet or the address needs the
+        database's own logic (alias ranges): the caller then asks ``answer``."""
+        if health.regional:
+            return None  # fleet verdicts per region: the region is not part of a class (yet)
+        plan = self._plans.get(id(record), False)
+        if plan is False or (plan is not None and plan.record is not record):
+            plan = self._plan_for(record)
+        if plan is None or (plan.rum and health.rum is not None):
+            return None  # RUM decisions per client network: see gslb.policy.compile
+        table = plan.table
+        family = None
+        if table is None:  # no client input at all: the catch-all, scope 0
+            klass, scope = 1, 0
+        else:
+            family = table.families[version]
+            klass, scope = family.find(ip >> family.shift)
+            if klass == ASK_CLASS:
+                return None
+        if plan.health is not health or plan.version != health.version:
+            plan.health, plan.version = health, health.version
+            plan.decisions = [None] * (len(table.classes) if table is not None else 2)
+        prepared = plan.decisions[klass]
+        if prepared is None:
+            prepared = plan.decisions[klass] = self._decide_class(plan, klass, version, ip,
+                                                                  source, health)  # fmt: skip
+        if family is not None and family.rules is not None and not prepared.used_location:
+            scope = family.rules.find(ip >> family.shift)[1]  # only the rule mattered
+        if prepared.sticky:
+            if version == 4:
+                key = ip >> 8
+                scope = scope if scope > 24 else 24
+            else:
+                key = (ip >> 72) | (1 << 60)
+                scope = scope if scope > 56 else 56
+            return self.pick(prepared, scope, key), prepared, key
+        return self.pick(prepared, scope, 0), prepared, 0
+
+    def _plan_for(self, record: DynamicRecord) -> RecordPlan | None:
+        comp = self._compiled.get(id(record))
+        if comp is None or comp.record is not record:
+            comp = self.compile(record)
+        plan = None
+        if comp.fixed is not None:
+            plan = RecordPlan(record, None)  # type: ignore[arg-type]
+        else:
+            table = self.compiler.table(record, comp.proximity)
+            if table is None:
+                return None  # not built yet: ask again next time
+            plan = RecordPlan(record, table)
+        plan.rum = comp.rum is not None
+        if len(self._plans) >= 4096:
+            self._plans.clear()  # records of old configurations
+        self._plans[id(record)] = plan
+        return plan
+
+    def _decide_class(
+        self, plan: RecordPlan, klass: int, version: int, ip: int, source: int | None,
+        health: HealthView,
+    ) -> Prepared:  # fmt: skip
+        """Run the chain once for a class, with one of its addresses as the client."""
+        record = plan.record
+        comp = self._compiled.get(id(record))
+        if comp is None or comp.record is not record:
+            comp = self.compile(record)
+        table = plan.table
+        match = comp.fixed if table is None else table.classes[klass].match()  # type: ignore
+        address = ipaddress.IPv4Address(ip) if version == 4 else ipaddress.IPv6Address(ip)
+        client = Client(address, source, match.location, match.located)
+        prepared = self.run(comp, client, match, health, NULL_TRACE)
+        prepared.pins = (comp,)
+        return prepared
 
     # -- hot path ----------------------------------------------------------------------------
 

@@ -1,0 +1,246 @@
+"""A MaxMind-format database flattened into sorted integer address ranges, one table per family.
+
+The policy compiler (``gslb.policy.compile``) turns these into per-record tables of address
+ranges -> prepared decision, so a client never seen before costs one bisect instead of a
+database lookup, a record decode and rule matching. The flattening walks the database's
+search tree directly (the file's bytes, no decoding per network), asks the C reader only once
+per distinct data record, and is written as a generator that yields between slices of work, so
+a caller can build it off the answer path (see ``gslb.policy.compile.Compiler``).
+
+Places are indices into ``locations``; two special places:
+
+- ``UNKNOWN`` (-1): no data, or never routed (our reserved table, as ``GeoDB`` answers None);
+- ``ASK`` (-2): the answer needs the database's own logic (IPv4-mapped and alias ranges such as
+  6to4 and Teredo, which the tree points back into the IPv4 tree): callers take the
+  step-by-step path there.
+"""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from gslb.geo import _RESERVED_TABLES, GeoDB, Location, _parse
+
+UNKNOWN, ASK = -1, -2
+SLICE_NODES = 4096  # tree nodes walked between two yields (about 2-4 ms of work)
+V6_SHIFT = 64  # IPv6 tables key on the top 64 bits
+# ::/64 holds ::/96 (IPv4-compatible) and ::ffff:0:0/96 (IPv4-mapped): the database answers
+# them through its IPv4 tree, so they take the step-by-step path (and IPv6 keys stay 64-bit).
+LOW_V6 = (0, (1 << 64) - 1)
+
+
+@dataclass(frozen=True, slots=True)
+class GeoRanges:
+    """One family: ``starts[i]`` is the first address of range i (ranges are disjoint, sorted
+    and cover the whole family), ``places[i]`` its place; neighbours with equal places merged.
+
+    IPv6 tables hold ``address >> 64``: the rare /64 with a finer boundary is ASK, so starts
+    fit a compact 64-bit array.
+    """
+
+    version: int
+    bits: int  # width of the stored keys: 32, or 64 for IPv6 (shifted)
+    shift: int  # stored key = address >> shift
+    starts: array  # array('I') for IPv4, array('Q') for IPv6
+    places: array  # array('i')
+    locations: tuple[Location, ...]
+
+    def place_of(self, address: int) -> int:
+        return self.places[bisect_right(self.starts, address >> self.shift) - 1]
+
+    def __len__(self) -> int:
+        return len(self.places)
+
+
+class Flattener:
+    """Builds both families' tables from one database; ``build()`` yields between slices."""
+
+    def __init__(self, geo: GeoDB) -> None:
+        self.geo = geo
+        self.tables: dict[int, GeoRanges] = {}
+
+    def build(self) -> Iterator[None]:
+        reader = self.geo._reader
+        meta = reader.metadata()
+        tree = TreeReader(read_database(self.geo.path), meta.node_count, meta.record_size)
+        v4_root = 0
+        if meta.ip_version == 6:
+            for _ in range(96):
+                v4_root = tree.left(v4_root)
+                if v4_root >= tree.node_count:
+                    break
+        starts: list[int] = []
+        pointers: list[int] = []
+        yield from tree.walk(v4_root, 32, starts, pointers, stop=None)
+        self.tables[4] = self.finish(4, 32, starts, pointers)
+        yield
+        starts, pointers = [], []
+        if meta.ip_version == 6:
+            yield from tree.walk(0, 128, starts, pointers, stop=v4_root)
+        else:  # an IPv4-only database: IPv6 is unknown
+            starts, pointers = [0], [tree.node_count]
+        self.tables[6] = self.finish(6, 128, starts, pointers)
+        yield
+        del tree
+
+    def finish(self, version: int, bits: int, starts: list[int],
+               pointers: list[int]) -> GeoRanges:  # fmt: skip
+        """Leaves -> places (one decode per distinct data record), reserved space overlaid,
+        equal neighbours merged."""
+        places, locations = self.places(version, starts, pointers)
+        end = 1 << bits
+        firsts, lasts = _RESERVED_TABLES[version]
+        for first, last in zip(firsts, lasts, strict=True):
+            overlay_span(starts, places, first, last, UNKNOWN, end)
+        shift = 0
+        if version == 6:
+            overlay_span(starts, places, *LOW_V6, ASK, end)
+            # The few boundaries finer than /64 (a handful in real databases): their /64 takes
+            # the step-by-step path, so every key fits 64 bits.
+            low = (1 << V6_SHIFT) - 1
+            for block in sorted({start & ~low for start in starts if start & low}):
+                overlay_span(starts, places, block, block | low, ASK, end)
+            shift = V6_SHIFT
+        starts, places = merge_equal(starts, places)
+        keys = array("I" if version == 4 else "Q", [start >> shift for start in starts])
+        return GeoRanges(version, bits - shift, shift, keys, array("i", places), locations)
+
+    def places(self, version: int, starts: list[int], pointers: list[int]):
+        node_count = self.geo._reader.metadata().node_count
+        network_class = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
+        address_class = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
+        by_pointer: dict[int, int] = {node_count: UNKNOWN, ASK: ASK}
+        locations: list[Location] = []
+        places = []
+        for start, pointer in zip(starts, pointers, strict=True):
+            place = by_pointer.get(pointer)
+            if place is None:
+                place = by_pointer[pointer] = self.locate(
+                    address_class(start), network_class, locations
+                )
+            places.append(place)
+        return places, tuple(locations)
+
+    def locate(self, address, network_class, locations: list[Location]) -> int:
+        try:
+            record, prefix = self.geo._reader.get_with_prefix_len(address)
+        except ValueError:
+            return UNKNOWN
+        if record is None:
+            return UNKNOWN
+        location = _parse(record, network_class((int(address), prefix)))
+        if location is None:
+            return UNKNOWN
+        locations.append(location)
+        return len(locations) - 1
+
+
+class TreeReader:
+    """The MaxMind search tree read straight from the file's bytes (24, 28 or 32-bit records)."""
+
+    def __init__(self, data: bytes, node_count: int, record_size: int) -> None:
+        if record_size not in (24, 28, 32):
+            raise ValueError(f"unsupported MaxMind record size {record_size}")
+        self.data, self.node_count, self.record_size = data, node_count, record_size
+        self.node_bytes = record_size // 4
+
+    def children(self, node: int) -> tuple[int, int]:
+        data, size = self.data, self.node_bytes
+        offset = node * size
+        if size == 6:
+            return (int.from_bytes(data[offset : offset + 3], "big"),
+                    int.from_bytes(data[offset + 3 : offset + 6], "big"))  # fmt: skip
+        if size == 8:
+            return (int.from_bytes(data[offset : offset + 4], "big"),
+                    int.from_bytes(data[offset + 4 : offset + 8], "big"))  # fmt: skip
+        middle = data[offset + 3]
+        left = ((middle & 0xF0) << 20) | int.from_bytes(data[offset : offset + 3], "big")
+        right = ((middle & 0x0F) << 24) | int.from_bytes(data[offset + 4 : offset + 7], "big")
+        return left, right
+
+    def left(self, node: int) -> int:
+        return self.children(node)[0]
+
+    def walk(self, root: int, bits: int, starts: list[int], pointers: list[int],
+             stop: int | None) -> Iterator[None]:  # fmt: skip
+        """Every leaf under ``root`` in address order as (first address, record value), equal
+        neighbours merged; a pointer back to ``stop`` (the IPv4 subtree inside an IPv6 tree:
+        ::/96 and the aliases) is ASK."""
+        node_count, data, size = self.node_count, self.data, self.node_bytes
+        children, from_bytes = self.children, int.from_bytes
+        stack = [(root, 0, 0)]
+        pop, push = stack.pop, stack.append
+        add_start, add_pointer = starts.append, pointers.append
+        last = None
+        budget = SLICE_NODES
+        while stack:
+            node, depth, start = pop()
+            if node >= node_count or (node == stop and depth):
+                pointer = node if node != stop else ASK
+                if pointer != last:
+                    add_start(start)
+                    add_pointer(pointer)
+                    last = pointer
+                continue
+            budget -= 1
+            if not budget:
+                budget = SLICE_NODES
+                yield
+            if size == 6:  # the common 24-bit layout, inlined
+                offset = node * 6
+                left = from_bytes(data[offset : offset + 3], "big")
+                right = from_bytes(data[offset + 3 : offset + 6], "big")
+            else:
+                left, right = children(node)
+            depth += 1
+            push((right, depth, start | (1 << (bits - depth))))
+            push((left, depth, start))  # popped first: leaves come out in address order
+
+
+def read_database(path: str) -> bytes:
+    """The whole database file, gunzipped when needed (read once per build, then dropped)."""
+    with open(path, "rb") as f:
+        compressed = f.read(2) == b"\x1f\x8b"
+    if compressed:
+        with gzip.open(path, "rb") as f:
+            return f.read()
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def overlay_span(starts: list[int], places: list[int], first: int, last: int, place: int,
+                 end: int) -> None:  # fmt: skip
+    """Set [first, last] to ``place`` in a covering range table, in place."""
+    i = bisect_right(starts, first) - 1  # the range holding ``first``
+    j = bisect_right(starts, last) - 1  # the range holding ``last``
+    new_starts, new_places = [first], [place]
+    if last + 1 < end and (j + 1 == len(starts) or starts[j + 1] != last + 1):
+        new_starts.append(last + 1)  # the tail of range j continues after the span
+        new_places.append(places[j])
+    low = i if starts[i] == first else i + 1
+    starts[low : j + 1] = new_starts
+    places[low : j + 1] = new_places
+
+
+def merge_equal(starts: list[int], places: list[int]) -> tuple[list[int], list[int]]:
+    out_starts, out_places = [], []
+    last = None
+    for start, place in zip(starts, places, strict=True):
+        if place != last:
+            out_starts.append(start)
+            out_places.append(place)
+            last = place
+    return out_starts, out_places
+
+
+def build_now(geo: GeoDB) -> dict[int, GeoRanges]:
+    """Both tables at once (tests, tools): the same work as the sliced build."""
+    flattener = Flattener(geo)
+    for _ in flattener.build():
+        pass
+    return flattener.tables

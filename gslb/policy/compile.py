@@ -1,0 +1,347 @@
+"""Dynamic records compiled ahead into address tables: the cold path costs one bisect.
+
+A GSLB decision depends on the client's address only through the rule it matches (subnets,
+then geos) and, when the chain has ``proximity``, the client's coordinates. Both are fixed per
+range of addresses once the GeoIP database and the record's rules are known, so each record
+gets, per address family, a sorted table of integer ranges -> *class*, where a class is exactly
+the engine's decision key (matched rule, coordinates when proximity reads them). Neighbouring
+ranges of the same class are merged, so a client's ECS scope is the widest aligned block
+around it that stays inside its range (gdnsd merges its networks the same way).
+
+Two levels keep a health flip from ever stalling an answer:
+
+- the **table** (ranges -> class) depends on the configuration and the database only; it is
+  built off the answer path by ``Compiler`` in slices, and swapped in whole when done. Until a
+  record's table is ready (start-up, a reload), that record takes the step-by-step path.
+- the **decision** per class (``Prepared``: pool, candidates, weights, TTL) depends on the
+  health view; ``RecordPlan.decisions`` holds one slot per class and a new health view starts
+  a fresh list, so a flip costs nothing up front and each class is decided once, by the
+  same chain ``explain`` runs, on its first query. A flood of new clients cannot make more
+  decisions than there are classes.
+
+Not compiled (yet), so answered step by step: a record with a ``rum`` step while the health
+view carries RUM decisions, and any record while the view has fleet verdicts per region.
+
+Extension point: a signal that varies per client network (RUM decisions per /24 or ASN, the
+fleet region of a location) is one more input to the class. Its snapshot supplies ranges ->
+value (RUM networks are prefixes; regions follow locations); the compiler splits the class
+ranges where the value changes and adds the value to the class key in
+``Classifier.classify``; the decision level and the query path stay as they are. Because such
+snapshots change at run time, their split is a third level rebuilt in slices like the table,
+the old one serving until the new one is swapped in.
+"""
+
+from __future__ import annotations
+
+import time
+from array import array
+from bisect import bisect_right
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from gslb.config.model import DynamicRecord
+from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges
+from gslb.policy.rules import Match, RuleIndex
+
+ASK_CLASS = 0  # class 0 of every table: take the step-by-step path
+SLICE_RANGES = 8192  # ranges classified between two yields
+# Ranges kept over all tables of a process (about 12 bytes each): a proximity record on the
+# shipped database is 1.3 million ranges (~16 MB); records past the cap answer step by step.
+MAX_RANGES = 12_000_000
+# Seconds a process spends building before it answers its first query (the GeoIP flattening
+# and the first tables fit on the shipped database); the rest is built between answers.
+COMPILE_AT_START = 20.0
+
+
+@dataclass(frozen=True, slots=True)
+class Klass:
+    """What the chain needs to decide for every address of a class."""
+
+    index: int  # matched rule
+    by: str  # subnet | geo | catch-all
+    matched: Any  # the subnet or geo that matched, for metrics and explain
+    location: Any  # a Location of the class (only its coordinates and geos matter)
+    located: bool
+
+    def match(self) -> Match:
+        return Match(self.index, self.by, 0, self.location, self.located, self.matched)
+
+
+@dataclass(frozen=True, slots=True)
+class FamilyTable:
+    """Ranges -> class for one family: ``starts`` as in ``GeoRanges`` (same shift)."""
+
+    bits: int
+    shift: int
+    starts: array
+    classes: array  # array('I'), one per range
+    # With proximity, the same ranges merged by matched rule only: the scope of a decision
+    # that did not read the client's coordinates (every value with PoPs down, say).
+    rules: FamilyTable | None = None
+
+    def find(self, key: int) -> tuple[int, int]:
+        """(class, scope) for a client address already shifted by ``shift``: the scope is the
+        widest aligned block around the address that stays inside its range."""
+        starts = self.starts
+        i = bisect_right(starts, key) - 1
+        first = starts[i]
+        width = self.bits
+        below = ((first - 1) ^ key).bit_length() - 1 if first else width
+        end = starts[i + 1] if i + 1 < len(starts) else 1 << width
+        above = (end ^ key).bit_length() - 1
+        free = below if below < above else above
+        return self.classes[i], width - free
+
+
+@dataclass(frozen=True, slots=True)
+class RecordTable:
+    """A record's compiled tables; shared by every record with the same rules signature."""
+
+    families: dict[int, FamilyTable]
+    classes: tuple[Klass | None, ...]  # index 0 is ASK_CLASS (None)
+    build_seconds: float
+
+    def ranges(self) -> int:
+        return sum(len(t.starts) + (len(t.rules.starts) if t.rules is not None else 0)
+                   for t in self.families.values())  # fmt: skip
+
+
+@dataclass(slots=True, eq=False)
+class RecordPlan:
+    """A record's table plus the decisions made for its classes under one health view."""
+
+    record: DynamicRecord
+    table: RecordTable | None  # None: the record reads nothing of the client (scope 0)
+    rum: bool = False  # the chain has a rum step (decided step by step while RUM has data)
+    health: Any = None
+    version: int = -1
+    decisions: list = field(default_factory=list)
+
+
+def signature(record: DynamicRecord, proximity: bool) -> tuple:
+    """Everything of a record the address table depends on."""
+    rules = tuple((r.geos, r.subnets) for r in record.rules)
+    return (rules, proximity, "rules" not in record.options.chain)
+
+
+class Classifier:
+    """Turns a family's geo ranges into class ranges for one rules signature."""
+
+    def __init__(self, rules: RuleIndex, proximity: bool, seed_rules: bool) -> None:
+        self.rules = rules
+        self.proximity = proximity
+        self.seed_rules = seed_rules
+        self.keys: dict[Any, int] = {ASK: ASK_CLASS}
+        self.classes: list[Klass | None] = [None]
+
+    def classify(self, location: Any, subnet_rule: int | None) -> int:
+        """The class of every address with this location and first matching subnet rule:
+        the same decisions as ``RuleIndex.match`` and ``Engine.answer`` make per query."""
+        rules = self.rules
+        if self.seed_rules:
+            best, by, matched, need_geo = rules.catch_all, "catch-all", None, False
+        elif subnet_rule is not None:
+            best, by, matched = subnet_rule, "subnet", self.subnet_of(subnet_rule)
+            need_geo = rules.first_geo < best
+        else:
+            best, by, matched = rules.catch_all, "catch-all", None
+            need_geo = rules.first_geo < best
+        located = need_geo or self.proximity
+        if need_geo and location is not None:
+            index, geo = rules.geo_rule(location)
+            if index is not None and index < best:
+                best, by, matched = index, "geo", geo
+        where = 0
+        if self.proximity and location is not None:
+            where = (location.lat, location.lon)
+        key = (best, where)
+        known = self.keys.get(key)
+        if known is None:
+            known = self.keys[key] = len(self.classes)
+            self.classes.append(Klass(best, by, matched, location if located else None, located))
+        return known
+
+    def subnet_of(self, index: int) -> Any:
+        for family in (4, 6):
+            for _net, _mask, _prefix, rule, network in self.rules.subnets[family]:
+                if rule == index:
+                    return network
+        return None
+
+    def family(self, geo: GeoRanges) -> Iterator[FamilyTable | None]:
+        """Yields None between slices, then the table."""
+        starts, places = geo.starts, geo.places
+        locations = geo.locations
+        by_place: dict[int, int] = {ASK: ASK_CLASS}
+        for place in set(places):
+            if place != ASK:
+                location = locations[place] if place != UNKNOWN else None
+                by_place[place] = self.classify(location, None)
+        out_starts: list[int] = []
+        out_classes: list[int] = []
+        last = -1
+        for i in range(0, len(places), SLICE_RANGES):
+            for start, place in zip(
+                starts[i : i + SLICE_RANGES], places[i : i + SLICE_RANGES], strict=True
+            ):
+                klass = by_place[place]
+                if klass != last:
+                    out_starts.append(start)
+                    out_classes.append(klass)
+                    last = klass
+            yield None
+        self.overlay_subnets(geo, out_starts, out_classes)
+        merged_starts, merged_classes = merge(out_starts, out_classes)
+        rules = None
+        if self.proximity:
+            rule_of = [-1 if k is None else k.index for k in self.classes]
+            rule_starts, rule_indices = merge(merged_starts, [rule_of[c] for c in merged_classes])
+            if self.seed_rules:  # no rules step: the rule never depends on the client
+                rule_starts, rule_indices = [0], [self.rules.catch_all]
+            rules = FamilyTable(geo.bits, geo.shift, array(starts.typecode, rule_starts),
+                                array("i", rule_indices))  # fmt: skip
+        yield FamilyTable(geo.bits, geo.shift, array(starts.typecode, merged_starts),
+                          array("I", merged_classes), rules)  # fmt: skip
+
+    def overlay_subnets(self, geo: GeoRanges, starts: list[int], classes: list[int]) -> None:
+        """Subnet rules cut the geo ranges: inside a subnet, the class is recomputed with that
+        rule as the first match (the earliest rule wins where subnets overlap)."""
+        from gslb.georanges import overlay_span
+
+        if self.seed_rules:
+            return
+        version = 4 if geo.shift == 0 else 6
+        spans = []
+        for net, _mask, prefix, index, _network in self.rules.subnets[version]:
+            size = (1 << ((32 if version == 4 else 128) - prefix)) - 1
+            spans.append((net, net + size, index))
+        if not spans:
+            return
+        cuts = sorted({a for a, _, _ in spans} | {b + 1 for _, b, _ in spans})
+        end_of_space = 1 << (32 if version == 4 else 128)
+        for first, following in zip(cuts, [*cuts[1:], end_of_space], strict=True):
+            covering = [index for a, b, index in spans if a <= first <= b]
+            if not covering:
+                continue
+            rule = min(covering)
+            last = following - 1
+            low, high = first >> geo.shift, last >> geo.shift
+            if geo.shift and (first & ((1 << geo.shift) - 1) or following & ((1 << geo.shift) - 1)):
+                overlay_span(starts, classes, low, high, ASK_CLASS, 1 << geo.bits)
+                continue  # a subnet finer than /64: the step-by-step path decides there
+            # Each geo range inside the subnet gets the class for (its location, rule).
+            i = bisect_right(geo.starts, low) - 1
+            pieces = []
+            while i < len(geo.starts) and geo.starts[i] <= high:
+                start = max(geo.starts[i], low)
+                place = geo.places[i]
+                if place == ASK:
+                    klass = ASK_CLASS
+                else:
+                    location = geo.locations[place] if place != UNKNOWN else None
+                    klass = self.classify(location, rule)
+                pieces.append((start, klass))
+                i += 1
+            for n, (start, klass) in enumerate(pieces):
+                stop = pieces[n + 1][0] - 1 if n + 1 < len(pieces) else high
+                overlay_span(starts, classes, start, stop, klass, 1 << geo.bits)
+
+
+def merge(starts, classes) -> tuple[list[int], list[int]]:
+    out_starts, out_classes = [], []
+    last = None
+    for start, klass in zip(starts, classes, strict=True):
+        if klass != last:
+            out_starts.append(start)
+            out_classes.append(klass)
+            last = klass
+    return out_starts, out_classes
+
+
+class Compiler:
+    """Builds the geo ranges once, then a table per rules signature; all in slices.
+
+    ``work(budget)`` advances the build for about ``budget`` seconds and returns whether
+    anything is left, so an owner can run it between answers (``gslb.dns.server`` does, in
+    a task it owns); ``finish()`` runs it to the end (start-up before the ports open, tests,
+    tools). ``table(record, proximity)`` never builds: it returns the finished table or None.
+    """
+
+    def __init__(self, geo: Any) -> None:
+        self.geo = geo
+        self.flattener = Flattener(geo) if geo is not None and hasattr(geo, "_reader") else None
+        self.geo_ranges: dict[int, GeoRanges] | None = None
+        self.tables: dict[tuple, RecordTable] = {}
+        self.wanted: dict[tuple, tuple[DynamicRecord, bool]] = {}
+        self.job: Iterator[None] | None = None
+        self.geo_seconds = 0.0
+        self.over_cap: set[tuple] = set()  # signatures left step by step (MAX_RANGES)
+
+    def want(self, records: list[tuple[DynamicRecord, bool]]) -> None:
+        """The records of a new configuration: tables of signatures no longer used go."""
+        wanted = {signature(r, p): (r, p) for r, p in records}
+        self.tables = {key: t for key, t in self.tables.items() if key in wanted}
+        self.wanted = {key: rp for key, rp in wanted.items() if key not in self.tables}
+        self.job = None
+
+    @property
+    def pending(self) -> bool:
+        return self.flattener is not None and bool(self.wanted or self.geo_ranges is None)
+
+    def table(self, record: DynamicRecord, proximity: bool) -> RecordTable | None:
+        return self.tables.get(signature(record, proximity))
+
+    def work(self, budget: float) -> bool:
+        deadline = time.perf_counter() + budget
+        while self.pending:
+            if self.job is None:
+                self.job = self.run()
+            for _ in self.job:
+                if time.perf_counter() >= deadline:
+                    return True
+            self.job = None
+        return False
+
+    def abandon(self) -> None:
+        """Stop building (after an error): every record keeps the step-by-step path."""
+        self.flattener = None
+        self.wanted = {}
+        self.job = None
+
+    def finish(self, limit: float | None = None) -> bool:
+        """Build now, for at most ``limit`` seconds (None: to the end); True when done."""
+        deadline = None if limit is None else time.perf_counter() + limit
+        while self.work(0.5):
+            if deadline is not None and time.perf_counter() >= deadline:
+                return False
+        return True
+
+    def run(self) -> Iterator[None]:
+        if self.geo_ranges is None:
+            started = time.perf_counter()
+            yield from self.flattener.build()  # type: ignore[union-attr]
+            self.geo_ranges = self.flattener.tables  # type: ignore[union-attr]
+            self.geo_seconds = time.perf_counter() - started
+        while self.wanted:
+            key, (record, proximity) = next(iter(self.wanted.items()))
+            started = time.perf_counter()
+            classifier = Classifier(RuleIndex(record.rules), proximity,
+                                    "rules" not in record.options.chain)  # fmt: skip
+            families: dict[int, FamilyTable] = {}
+            for version, geo in self.geo_ranges.items():
+                for table in classifier.family(geo):
+                    if table is None:
+                        yield
+                    else:
+                        families[version] = table
+            if self.wanted.get(key, (None,))[0] is record:  # not replaced meanwhile
+                table = RecordTable(families, tuple(classifier.classes),
+                                    time.perf_counter() - started)  # fmt: skip
+                used = sum(t.ranges() for t in self.tables.values())
+                if used + table.ranges() <= MAX_RANGES:
+                    self.tables[key] = table
+                else:
+                    self.over_cap.add(key)
+                del self.wanted[key]
+            yield

@@ -1,0 +1,125 @@
+"""The responder under traffic that never repeats: 0x20 names, an ECS subnet per query, random
+names. Replies share packed bytes across letter case and ECS address, random NXDOMAIN names
+share one packed negative answer per name length, and every cache stays within its bound by
+evicting its oldest entries (never a wholesale clear).
+"""
+
+from __future__ import annotations
+
+import random
+
+import dns.edns
+import dns.flags
+import dns.message
+import dns.rcode
+import pytest
+
+from gslb.config.load import load_config
+from gslb.config.names import to_wire
+from gslb.dns import responder as responder_module
+from gslb.dns.responder import Responder
+from gslb.geo import GeoDB
+from gslb.policy.chain import Engine
+from tests.conftest import core_zone_text, write_zone
+from tests.geodb import CLIENTS
+
+GEO_ZONE = """\
+'':
+  - type: NS
+    values: [ns1.example.net.]
+geo:
+  type: CNAME
+  ttl: 30
+  value: origin.example.net.
+  dynamic:
+    pools:
+      eu: {values: [{value: eu.cdn.test.}], fallback: world}
+      world: {values: [{value: a.cdn.test., weight: 3}, {value: b.cdn.test.}]}
+    rules:
+      - {geos: [EU], pool: eu}
+      - {pool: world}
+"""
+LIMIT = 300
+
+
+@pytest.fixture()
+def responder(tmp_path, geo_db, monkeypatch) -> Responder:
+    monkeypatch.setattr(responder_module, "REPLAY_LIMIT", LIMIT)
+    monkeypatch.setattr(responder_module, "CACHE_LIMIT", LIMIT)
+    write_zone(tmp_path, "example.com", core_zone_text())
+    write_zone(tmp_path, "example.net", GEO_ZONE)
+    config, errors = load_config(tmp_path)
+    assert config is not None, errors
+    geo = GeoDB.open(geo_db)
+    responder = Responder(config, Engine(geo, random.Random(3)))
+    assert responder.engine.compiler.finish()
+    yield responder
+    geo.close()
+
+
+def random_case(name: str, rng: random.Random) -> str:
+    return "".join(c.upper() if rng.random() < 0.5 else c for c in name)
+
+
+def query(name: str, qtype: str = "A", ecs: str | None = None, prefix: int = 24) -> bytes:
+    options = [dns.edns.ECSOption(ecs, prefix)] if ecs else []
+    message = dns.message.make_query(name, qtype, use_edns=0, payload=1232, options=options)
+    message.flags &= ~dns.flags.RD
+    return message.to_wire()
+
+
+def ask(responder: Responder, wire: bytes) -> dns.message.Message:
+    reply = responder.handle(wire, "192.0.2.1")
+    assert reply is not None
+    return dns.message.from_wire(reply)
+
+
+def test_case_and_ecs_variants_share_one_packed_outcome(responder) -> None:
+    rng = random.Random(1)
+    de = CLIENTS["DE"].rsplit(".", 1)[0]
+    for n in range(200):
+        name = random_case("geo.example.net.", rng)
+        reply = ask(responder, query(name, ecs=f"{de}.{n % 250}", prefix=32))
+        assert reply.question[0].name.to_text() == name, "the question keeps its letter case"
+        assert [str(rr.target) for rr in reply.answer[0]] == ["eu.cdn.test."]
+        option = next(o for o in reply.options if isinstance(o, dns.edns.ECSOption))
+        assert (option.address, option.srclen) == (f"{de}.{n % 250}", 32)
+        assert option.scopelen == 16, "the German /16 of the test database"
+    assert len(responder.outcomes) == 1, "one packed reply for 200 different queries"
+
+
+def test_random_nxdomain_names_share_a_packed_negative_per_length(responder) -> None:
+    rng = random.Random(2)
+    names = [f"nx{rng.randrange(10**5, 10**6)}.example.com." for _ in range(100)]
+    for name in names:
+        reply = ask(responder, query(random_case(name, rng)))
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+        assert reply.flags & dns.flags.AA
+        assert reply.question[0].name.to_text().lower() == name
+        soa = reply.authority[0]
+        assert soa.name.to_text() == "example.com." and soa.rdtype == 6
+        assert soa[0].mname.to_text() == "ns1.example.com."
+    assert len(responder.negatives) == 1, "every name has the same length"
+    short = ask(responder, query("q.example.com.", "TXT"))
+    assert short.rcode() == dns.rcode.NXDOMAIN and short.authority[0].name.to_text() == (
+        "example.com."
+    )
+    assert len(responder.negatives) == 2
+
+
+def test_a_flood_of_new_names_and_subnets_stays_bounded_without_clearing(responder) -> None:
+    rng = random.Random(3)
+    name = ""
+    for n in range(4 * LIMIT):
+        ecs = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0"
+        wire = query(random_case("geo.example.net.", rng), ecs=ecs)
+        assert ask(responder, wire).answer, "every query of the flood is answered"
+        name = f"nx{n:06d}.example.com."
+        ask(responder, query(name))
+    replays = responder.replays["udp"]
+    assert len(replays) == LIMIT, "full to the bound: evicted one by one, never cleared"
+    assert len(responder.cache) == LIMIT
+    assert next(reversed(responder.cache))[0] == to_wire(name), "the newest entry is kept"
+    # What was answered once and comes again is still answered the same way.
+    again = ask(responder, query("geo.example.net.", ecs=CLIENTS["DE"]))
+    assert [str(rr.target) for rr in again.answer[0]] == ["eu.cdn.test."]
