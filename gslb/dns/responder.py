@@ -365,9 +365,9 @@ class Responder:
             return Dynamic(zone, first, first.answer[0])
         result = self.chase(zone, qname, qtype, first) or first
         signed = self.sign(key, zone, result)
-        if signed is result and not result.answer and not result.additional:
-            if len(qname) >= MIN_TEMPLATE_NAME:  # unsigned NXDOMAIN / NODATA: a template
-                return self.negative(qname, qtype, qclass, result, zone.fqdn)
+        unsigned_negative = signed is result and not result.answer and not result.additional
+        if unsigned_negative and len(qname) >= MIN_TEMPLATE_NAME:
+            return self.negative(qname, qtype, qclass, result, zone.fqdn)
         return pack(qname, qtype, qclass, signed, zone.fqdn)
 
     def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
