@@ -254,7 +254,9 @@ class Engine:
         # the thousands of networks that share a point (a country hub) share one decision.
         where = (location.lat, location.lon) if comp.proximity and location is not None else 0
         decision, rum_scope = self.rum_decision(comp, address, source, match, health)
-        key = (id(comp), match.index, where, region, decision)
+        # Keyed on the dropped set, not the decision: thousands of networks share a few sets.
+        outcome = decision.outcome if decision is not None else None
+        key = (id(comp), match.index, where, region, outcome)
         prepared = self._cache.get(key)
         if prepared is None:
             self.misses += 1
@@ -292,9 +294,13 @@ class Engine:
         it depends on; (None, 0) when the record has no rum step or no level has data."""
         if comp.rum is None or health.rum is None:
             return None, 0
-        location = match.location
+        location: Any = match.location
         if not match.located and self._locate is not None:
-            location = self._locate(address)
+            locate = self._locate
+
+            def location() -> Any:  # only when a level above the client's /24 is asked
+                return locate(address)
+
         return health.rum.lookup(comp.rum, address, source, location, self.asn)
 
     def compile(self, record: DynamicRecord) -> Compiled:

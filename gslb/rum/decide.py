@@ -129,6 +129,7 @@ class Decider:
         self.serial = 0
         # state key -> (time bucket, decision or None, change pending a hold, options)
         self.cache: dict[tuple, tuple[int, Decision | None, bool, RumOptions]] = {}
+        self.outcomes: dict[frozenset, frozenset] = {}  # interned dropped sets
 
     def build(
         self, store: Store, records: dict[tuple[str, int], tuple[RumOptions, int]],
@@ -224,6 +225,7 @@ class Decider:
             counted = (state_key[0][0], state_key[1])
             self.changes[counted] = self.changes.get(counted, 0) + 1
         record, level, key = state_key
+        outcome = frozenset(choice.dropped)
         decision = Decision(
             level=level,
             key=prefix_text(key) if level == "prefix" else str(key),
@@ -231,6 +233,7 @@ class Decider:
             figures=choice.figures,
             samples=sum(s.n for s in summaries.values()),
             since=state.since,
+            outcome=self.outcomes.setdefault(outcome, outcome),
         )
         return decision, choice.pending
 
