@@ -297,10 +297,11 @@ def cmd_ctl(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     from gslb.config.load import load_config
 
-    config, errors = load_config(args.directory, args.split_extension)
+    warnings: list[str] = []
+    config, errors = load_config(args.directory, args.split_extension, warnings)
     if args.geoip:
         errors += geo_errors(args.geoip)
-    for line in config.warnings if config is not None else ():
+    for line in warnings:
         print(f"warning: {line}", file=sys.stderr)
     for line in errors:
         print(line, file=sys.stderr)

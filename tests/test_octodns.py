@@ -252,3 +252,13 @@ def test_split_extension_is_configurable(tmp_path):
     done = subprocess.run([*check, "--split-extension", ""], capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 1 and "no zone files" in done.stderr
+
+
+def test_check_shows_warnings_next_to_problems(tmp_path):
+    text = "u:\n  type: URLFWD\n  value: {code: 301, masking: 2, query: 0, path: /, target: x}\n"
+    write_zone(tmp_path, "example.com", text + "www:\n  type: A\n  value: 300.0.0.1\n")
+    done = subprocess.run([sys.executable, "-m", "gslb", "check", str(tmp_path)],
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert done.returncode == 1
+    assert "warning: " in done.stderr and 'record "u": URLFWD' in done.stderr
+    assert "1 problem(s) found" in done.stderr

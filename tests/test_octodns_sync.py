@@ -53,6 +53,25 @@ www-https:
 """
 
 
+NORTH_OF_THE_POLE = """\
+zpole:
+  type: LOC
+  value:
+    altitude: 0
+    lat_degrees: 90
+    lat_direction: N
+    lat_minutes: 0
+    lat_seconds: 1
+    long_degrees: 0
+    long_direction: E
+    long_minutes: 0
+    long_seconds: 0
+    precision_horz: 0
+    precision_vert: 0
+    size: 0
+"""
+
+
 def sync(config: Path) -> None:
     """One ``octodns-sync --doit`` run, as an operator (or CI) would run it."""
     command = [str(Path(sys.executable).with_name("octodns-sync")),
@@ -110,3 +129,13 @@ def run_workflow(tmp_path: Path, geo_db: Path, split: bool) -> None:
         zone = server.app.config.zones[b"\x07example\x03com\x00"]
         assert zone.serial > serial  # secondaries and caches see a new serial
         assert server.app.last_reload is not None and server.app.last_reload.ok
+
+        # octoDNS accepts a location north of the pole (it checks each field alone); gslb
+        # refuses the synced zone, says why, and keeps serving the last good one
+        (source / "example.com.yaml").write_text(textwrap.dedent(text) + NORTH_OF_THE_POLE)
+        sync(config)
+        wait_until(lambda: not server.app.last_reload.ok, timeout=15,
+                   what="the refused sync to be reported")  # fmt: skip
+        assert any('record "zpole"' in e and "beyond 90" in e
+                   for e in server.app.last_reload.errors)  # fmt: skip
+        assert addresses(server, "www.example.com") == want

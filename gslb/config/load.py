@@ -113,17 +113,21 @@ def gc_paused() -> Iterator[None]:
 
 
 def load_config(
-    directory: str | Path, split_extension: str = SPLIT_EXTENSION
+    directory: str | Path,
+    split_extension: str = SPLIT_EXTENSION,
+    warnings: list[str] | None = None,
 ) -> tuple[Config | None, list[str]]:
     """Load every zone in ``directory`` (``<zone>.yaml`` files and ``<zone><split_extension>``
-    directories, gslb.config.sources); on any error return (None, reasons)."""
+    directories, gslb.config.sources); on any error return (None, reasons). ``warnings``, when
+    given, receives the warnings even when the load fails (``gslb check`` shows both)."""
     with gc_paused():
-        return _load_config(Path(directory), split_extension)
+        return _load_config(Path(directory), split_extension, [] if warnings is None else warnings)
 
 
-def _load_config(directory: Path, split_extension: str) -> tuple[Config | None, list[str]]:
+def _load_config(
+    directory: Path, split_extension: str, warnings: list[str]
+) -> tuple[Config | None, list[str]]:
     errors: list[str] = []
-    warnings: list[str] = []
     if not directory.is_dir():
         return None, [f"{directory}: not a directory"]
     sources = zone_sources(directory, split_extension)
