@@ -140,6 +140,8 @@ class App:
         self.prober: Prober | None = None
         self.fleet: FleetNode | None = None
         self.rum: RumService | None = None
+        self.rum_web = None  # gslb.web.rum.PublicRumServer with --rum-listen
+        self.rum_bound: tuple[str, int] | None = None
         self.commit: CommitService | None = None
         self.steering: dict = {}  # gslb.commit weights, attached to every view we answer from
         self.dns: DnsServer | None = None
@@ -203,6 +205,7 @@ class App:
         self.on_health(self.fleet.view)
         sockets = await self.bind_dns()
         await self.start_web()
+        await self.start_rum_web()
         self.rum.start()
         self.drop_privileges()
         await self.start_dns(sockets)
@@ -297,6 +300,16 @@ class App:
         self.rum.configure(config)
         self.engine.asn = self.rum.ingest.asn
         self.metrics.registry.register(RumCollector(self.rum))
+
+    async def start_rum_web(self) -> None:
+        """``--rum-listen``: the public beacon listener (bound before privileges drop)."""
+        if self.settings.rum.listen is None:
+            return
+        from gslb.web.rum import PublicRumServer
+
+        self.rum_web = PublicRumServer(self)
+        host, port = self.rum_bound = await self.rum_web.start(*self.settings.rum.listen)
+        log.info("listening for RUM beacons on %s port %d", host, port)
 
     def on_rum(self, snapshot: object) -> None:
         """New RUM decisions: republish the current view with them attached."""
@@ -399,6 +412,8 @@ class App:
             await self.pool.stop()
         if self.web is not None:
             await self.web.stop()
+        if self.rum_web is not None:
+            await self.rum_web.stop()
         if self.rum is not None:
             await self.rum.stop()
         if self.fleet is not None:

@@ -517,3 +517,32 @@ def test_the_asn_level_separates_carriers_within_a_country(geo, tmp_path) -> Non
     decision, _ = snap.lookup(RECORD, nobody_yet, 24, geo.locate(nobody_yet), None)
     assert set(decision.dropped) == {B_, C_}
     asn.close()
+
+
+def test_a_wall_clock_jump_expires_tokens_but_keeps_the_measurements(geo) -> None:
+    from gslb.rum.service import RumService
+
+    clock = {"mono": 100.0, "wall": 1_000_000.0}
+    published = []
+    service = RumService(published.append, geo=geo, secret=b"k" * 32,
+                         clock=lambda: clock["mono"], wall=lambda: clock["wall"])  # fmt: skip
+    options = RumOptions(min_samples=2, hold=0, min_networks=1,
+                         probes=((A_, "https://a/r"), (B_, "https://b/r")))  # fmt: skip
+    service.records = {RECORD: (options, frozenset({A_, B_}))}
+    service.store.configure({RECORD: options})
+    service.ingest.configure(service.records)
+    home = ip(CLIENTS["DE"])
+    for _ in range(3):
+        token = service.ingest.recipe(RECORD, home, clock["wall"])["tok"]
+        m = [{"t": A_, "k": "warm", "ok": 1, "ms": 90}, {"t": B_, "k": "warm", "ok": 1, "ms": 9}]
+        service.ingest.beacon(beacon(token, m), home, None, clock["mono"], clock["wall"])
+    before = service.rebuild().lookup(RECORD, home, None, geo.locate(home), None)[0]
+    assert set(before.dropped) == {A_}
+    pending = service.ingest.recipe(RECORD, home, clock["wall"])["tok"]
+    clock["wall"] += 86_400  # the wall clock jumps a day; monotonic time moves 1 s
+    clock["mono"] += 1
+    with pytest.raises(Rejected) as info:
+        service.ingest.beacon(beacon(pending), home, None, clock["mono"], clock["wall"])
+    assert info.value.reason == "expired"
+    after = service.rebuild().lookup(RECORD, home, None, geo.locate(home), None)[0]
+    assert set(after.dropped) == {A_} and after.samples == before.samples

@@ -168,3 +168,26 @@ def test_worker_processes_get_the_decisions_too(tmp_path, geo_db):
         for _ in range(5):
             assert send_beacon(srv, {CDNS[0]: 15, CDNS[1]: 90, CDNS[2]: 95}) == 204
         wait_until(lambda: answers(srv, count=20) == {CDNS[0]}, 10, "workers to answer a")
+
+
+def test_the_public_listener_serves_beacon_paths_only(tmp_path, geo_db):
+    import urllib.error
+    import urllib.request
+
+    write_zone(tmp_path, "example.com", ZONE)
+    rum = RumSettings(listen=("127.0.0.1", 0), refresh=0.05)
+    with ServerThread(tmp_path, geo_db, rum=rum) as srv:
+        base = f"http://127.0.0.1:{srv.app.rum_bound[1]}"
+
+        def status(path: str) -> int:
+            try:
+                with urllib.request.urlopen(base + path, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as exc:
+                return exc.code
+
+        assert status("/rum/v1/rum.js") == 200
+        assert status("/rum/v1/recipe?name=content.example.com") == 200
+        for private in ("/metrics", "/status", "/explain?name=content.example.com&client=1.2.3.4",
+                        "/rum/v1/status", "/"):  # fmt: skip
+            assert status(private) == 404, private

@@ -7,6 +7,7 @@ import ipaddress
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from gslb.dns.server import parse_endpoint
 from gslb.rum.ingest import Limits
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,10 +22,14 @@ class RumSettings:
     limits: Limits = field(default_factory=Limits)
     max_networks: int = 20_000  # client-network keys per record in the store
     refresh: float = 5.0  # s between decision rounds
+    listen: tuple[str, int] | None = None  # --rum-listen: a public listener for beacons only
 
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
     group = serve.add_argument_group("real-user measurements (gslb.rum)")
+    group.add_argument("--rum-listen", metavar="ADDR:PORT",
+                       help="also serve only /rum/v1/* (snippet, recipe, beacons) here: the "
+                       "public side, while --http stays on loopback")  # fmt: skip
     group.add_argument("--asn-db", metavar="FILE",
                        help="ASN database (GeoLite2-ASN or DB-IP ASN Lite mmdb): enables the "
                        "ASN-within-country level")  # fmt: skip
@@ -84,4 +89,5 @@ def from_args(args: argparse.Namespace) -> RumSettings:
         ),
         max_networks=getattr(args, "rum_max_networks", 20_000),
         refresh=getattr(args, "rum_refresh", 5.0),
+        listen=parse_endpoint(args.rum_listen, 80) if getattr(args, "rum_listen", None) else None,
     )

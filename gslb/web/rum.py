@@ -146,6 +146,28 @@ class RumRoutes:
         return web.json_response(data, status=status, headers=headers)
 
 
+class PublicRumServer:
+    """``--rum-listen``: only ``/rum/v1/*`` beacon paths, for a public address, so the main
+    HTTP listener (metrics, explain, admin) can stay on loopback."""
+
+    def __init__(self, app: Any) -> None:
+        self.routes = RumRoutes(app)
+        self.runner: web.AppRunner | None = None
+
+    async def start(self, host: str, port: int) -> tuple[str, int]:
+        application = web.Application(client_max_size=64 * 1024)
+        self.routes.add_public(application.router)
+        self.runner = web.AppRunner(application, access_log=None)  # addresses never logged
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, host, port, reuse_address=True)
+        await site.start()
+        return site._server.sockets[0].getsockname()[:2]  # noqa: SLF001 - port 0's pick
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+
 def record_key(name: str, rtype: str) -> tuple[str, int] | None:
     name = name.strip().lower()
     if not name or rtype.upper() not in TYPES or len(name) > 255:
