@@ -32,7 +32,7 @@ from gslb.config.names import (
     to_wire,
 )
 from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
-from gslb.config.records import MAX_TTL, TYPES, Invalid
+from gslb.config.records import MAX_TTL, TYPE_NAMES, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
 from gslb.config.values import as_int, name_wire
@@ -465,7 +465,7 @@ class ZoneBuilder:
             return
         clash = [t for t in (model.A, model.AAAA) if t in apex.rrsets or t in apex.dynamic]
         if clash:
-            names = " and ".join(TYPE_LABEL[t] for t in clash)
+            names = " and ".join(TYPE_NAMES[t] for t in clash)
             self.error("", f"ALIAS answers A and AAAA at the apex: remove the apex {names}")
 
     def check_delegations(self) -> set[bytes]:
@@ -527,9 +527,6 @@ class ZoneBuilder:
         soa = RRset(self.origin, model.SOA, DEFAULT_TTL, (rdata,))
         apex.rrsets[model.SOA] = soa
         return soa
-
-
-TYPE_LABEL = {t.code: t.name for t in TYPES.values()}
 
 
 def serial_after(new: int, old: int) -> bool:

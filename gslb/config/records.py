@@ -273,9 +273,9 @@ TYPES: dict[str, RecordType] = _registry(
     RecordType("URI", model.URI, parse_uri),
 )
 
-# octoDNS types that are not DNS types: ALIAS is resolved at load time into the apex's A/AAAA
-# (gslb.config.alias); URLFWD is a provider's HTTP redirect service and is skipped.
-PSEUDO_TYPES = ("ALIAS", "URLFWD")
+# octoDNS's two types that are not DNS types are handled by the loader: ALIAS is resolved at
+# load time into the apex's A/AAAA (gslb.config.alias); URLFWD, a provider's HTTP redirect
+# service, is checked and skipped (gslb.config.octodns).
 
 TYPE_NAMES: dict[int, str] = {t.code: t.name for t in TYPES.values()} | {
     model.HINFO: "HINFO", model.OPT: "OPT", model.RRSIG: "RRSIG", model.NSEC: "NSEC",
@@ -285,4 +285,4 @@ TYPE_NAMES: dict[int, str] = {t.code: t.name for t in TYPES.values()} | {
 }  # fmt: skip
 """Every type code gslb knows by name: the ones it serves plus the protocol's own."""
 
-__all__ = ["TYPES", "TYPE_NAMES", "PSEUDO_TYPES", "RecordType", "Invalid", "MAX_TTL"]
+__all__ = ["TYPES", "TYPE_NAMES", "RecordType", "Invalid", "MAX_TTL"]
