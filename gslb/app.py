@@ -340,6 +340,7 @@ class App:
         self.commit = CommitService(self.on_steering, self.merged_stats, self.settings.state_dir)
         self.metrics.registry.register(CommitCollector(self.commit))
         self.commit.configure(config)
+        self.commit.attach(self.fleet)
         self.commit.start()
 
     def on_steering(self, steering: dict) -> None:

@@ -63,6 +63,13 @@ class CommitCollector(Collector):
         for reason, count in status["feed"].items():
             feed.add_metric([reason], count)
         yield feed
+        fleet = CounterMetricFamily(
+            "gslb_commit_fleet_usage_items", "Usage intervals from fleet peers by result.",
+            labels=("result",),
+        )  # fmt: skip
+        for reason, count in status.get("fleet_feed", {}).items():
+            fleet.add_metric([reason], count)
+        yield fleet
         problems = CounterMetricFamily(
             "gslb_commit_problems", "State file and controller problems by kind.", labels=("kind",)
         )

@@ -4,8 +4,8 @@ One asyncio task (owned by the app, cancelled on stop) wakes every second, reads
 counters of every DNS process (the estimate's input), ticks each record whose ``interval`` has
 passed, publishes one immutable ``Steering`` mapping for all records, and writes the state to
 ``<state-dir>/commit.json`` so a restart mid-period resumes with the same weights and ledger.
-A usage feed post (``ingest``) ticks the records it touched at once when their interval has
-passed: new measurements, one bounded step.
+A usage feed post (``ingest``, or a fleet peer's intervals) ticks the records it touched at
+once: new measurements, one bounded step.
 """
 
 from __future__ import annotations
@@ -26,6 +26,9 @@ from gslb.commit.view import Steering
 log = logging.getLogger("gslb.commit")
 
 STATE_FILE = "commit.json"
+CHANNEL = "commit"  # fleet channel: each node's accepted usage intervals, replayed by peers
+SHARED_SECONDS = 6 * 3600  # intervals shared per (record, target): the last six hours
+SHARED_MAX = 500
 STATE_VERSION = 1
 TICK_TIMEOUT = 10.0  # a tick that takes longer is abandoned (it never should)
 Key = tuple[str, int]
@@ -64,6 +67,8 @@ class CommitService:
         self.last_answers: dict[tuple[str, str, bool], int] = {}
         self.task: asyncio.Task | None = None
         self.restored = False
+        self.channel: Any = None  # gslb.fleet.shared.Channel once attached
+        self.peer_feed: Counter[str] = Counter()  # peers' intervals by outcome
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -158,9 +163,52 @@ class CommitService:
                 if delta > 0 and target in controller.static:
                     controller.add_answers(now, {target: delta * ttl_weight(controller, degraded)})
 
+    # -- the fleet -----------------------------------------------------------------------------
+
+    def attach(self, fleet: Any) -> None:
+        """Share accepted usage with the fleet: a feed posted to any node reaches every node's
+        ledger (replaying an interval twice is a ``duplicate``, so sharing is idempotent), and
+        a node that joins or restarts gets the last hours from its peers' keys."""
+        self.channel = fleet.channel(CHANNEL, self.on_peer)
+
+    def share(self, key: Key, target: str, now: float) -> None:
+        if self.channel is None:
+            return
+        ledger = self.records[key].ledger.targets.get(target)
+        if ledger is None:
+            return
+        recent = [list(i) for i in ledger.intervals if i[1] >= now - SHARED_SECONDS]
+        data = {"record": key[0], "type": key[1], "target": target,
+                "intervals": recent[-SHARED_MAX:]}  # fmt: skip
+        self.channel.publish(f"{key_text(key)}|{target}", data)
+
+    def on_peer(self, node: str, name: str, data: Any) -> None:
+        """A peer's accepted intervals: each is accepted here too, or a duplicate."""
+        if data is None:
+            return  # withdrawn or expired: what it delivered stays delivered
+        try:
+            key = (str(data["record"]), int(data["type"]))
+            target = str(data["target"])
+            intervals = [(float(a), float(b), float(c)) for a, b, c in data["intervals"]]
+        except (KeyError, TypeError, ValueError):
+            self.peer_feed["malformed"] += 1
+            return
+        controller = self.records.get(key)
+        if controller is None or target not in controller.static:
+            self.peer_feed["unknown-target"] += 1
+            return
+        now = self.clock()
+        fresh = 0
+        for start, end, amount in intervals:
+            outcome = controller.add_feed(target, start, end, amount, now)
+            self.peer_feed[outcome] += 1
+            fresh += outcome == "accepted"
+        if fresh:
+            self.tick(now, [key], force=True)
+
     def ingest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Usage feed items (already shape-checked): each accepted or refused with a reason.
-        Records whose data advanced tick at once if their interval has passed."""
+        Records whose data advanced tick at once: new measurements, one bounded step."""
         now = self.clock()
         results, touched = [], set()
         for index, item in enumerate(items):
@@ -168,12 +216,13 @@ class CommitService:
             self.feed[outcome] += 1
             if outcome == "accepted":
                 touched.add(key)
+                self.share(key, item["target"], now)
             elif outcome not in ("duplicate",):
                 log.warning(
                     "commit: usage item %d for %s refused: %s", index, item.get("target"), outcome
                 )
             results.append({"index": index, "target": item.get("target"), "result": outcome})
-        ticked = self.tick(now, sorted(touched)) if touched else []
+        ticked = self.tick(now, sorted(touched), force=True) if touched else []
         for result in results:
             result["ticked"] = [key_text(k) for k in ticked]
         return results
@@ -253,5 +302,6 @@ class CommitService:
                 for k, c in sorted(self.records.items())
             },
             "feed": {reason: self.feed.get(reason, 0) for reason in REASONS},
+            "fleet_feed": dict(self.peer_feed),
             "problems": dict(self.problems),
         }
