@@ -1,7 +1,7 @@
 """contrib/: the Prometheus rules and the Grafana dashboard query only what gslb exports.
 
-A live server (with health checks, GSLB answers, TCP, ECS, a malformed packet and a failed
-reload behind it) is scraped, and every metric name in the rules and in the dashboard must be
+A live server (in a fleet on a real nats-server, signing its zone, with health checks, GSLB
+answers, TCP, ECS, a malformed packet and a failed reload behind it) is scraped, and every metric name in the rules and in the dashboard must be
 among the names it exposes. ``make test-rules`` runs promtool on the same rules; here the
 checks that need no promtool: recording rules used are defined, every alert has a unit test
 that fires it and one that does not, the dashboard JSON is what its builder writes.
@@ -19,8 +19,10 @@ import pytest
 import yaml
 
 from gslb.dnssec.tools import keygen
+from gslb.fleet.config import FleetSettings
 from tests.conftest import write_zone
-from tests.server import ServerThread
+from tests.natscluster import NatsCluster
+from tests.server import ServerThread, wait_until
 from tests.test_web import CHECKED, HEAD, http
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,24 +66,34 @@ def exported_names(text: str) -> set[str]:
 
 @pytest.fixture(scope="module")
 def scrape(tmp_path_factory, geo_db, edge_thread) -> str:
-    """/metrics of a server that has answered, probed, reloaded (once badly) and been abused."""
+    """/metrics of a server in a fleet (one real nats-server) that signs its zone and has
+    answered, probed, reloaded (once badly) and been sent a malformed packet."""
     zones = tmp_path_factory.mktemp("zones")
     text = HEAD + CHECKED.replace("PORT", str(edge_thread.edge.port))
     path = write_zone(zones, "example.com", text)
     keygen(zones, "example.com", 13)  # signed online: the DNSSEC series exist too
-    with ServerThread(zones, geo_db) as server:
-        query = dns.message.make_query("dyn.example.com", "A", use_edns=0, want_dnssec=True)
-        server.udp(query)
-        server.tcp(query)
-        ecs = dns.edns.ECSOption("192.0.2.0", 24)
-        server.udp(dns.message.make_query("dyn.example.com", "A", use_edns=0, options=[ecs]))
-        server.raw_udp(b"\x12\x34\x01")  # too short to be a message: counted as malformed
-        good = path.read_text()
-        path.write_text(good + "bad:\n  type: A\n  value: 999.1.1.1\n")
-        assert not server.call(server.app.reload()).ok
-        reply = http(server, "/metrics")
-        assert reply.status == 200
-        return reply.text
+    state = tmp_path_factory.mktemp("state")
+    with NatsCluster(tmp_path_factory.mktemp("nats"), size=1) as nats:
+        fleet = FleetSettings(nats.urls, "a", "EU", refresh=0.5, replicas=1)
+        with ServerThread(zones, geo_db, fleet=fleet, state_dir=state) as server:
+            wait_until(lambda: http(server, "/fleet").json()["engine"]["connected"], 20,
+                       "the fleet engine")  # fmt: skip
+            exercise(server, path)
+            reply = http(server, "/metrics")
+            assert reply.status == 200
+            return reply.text
+
+
+def exercise(server: ServerThread, path: Path) -> None:
+    query = dns.message.make_query("dyn.example.com", "A", use_edns=0, want_dnssec=True)
+    server.udp(query)
+    server.tcp(query)
+    ecs = dns.edns.ECSOption("192.0.2.0", 24)
+    server.udp(dns.message.make_query("dyn.example.com", "A", use_edns=0, options=[ecs]))
+    server.raw_udp(b"\x12\x34\x01")  # too short to be a message: counted as malformed
+    good = path.read_text()
+    path.write_text(good + "bad:\n  type: A\n  value: 999.1.1.1\n")
+    assert not server.call(server.app.reload()).ok
 
 
 def test_every_metric_the_rules_use_is_exported(scrape):
@@ -106,7 +118,8 @@ def test_the_live_server_really_has_the_series_behind_the_alerts(scrape):
     for name in ("gslb_target_up", "gslb_answers_total", "gslb_config_info",
                  "gslb_config_last_reload_successful", "gslb_queries_total",
                  "gslb_query_duration_seconds_bucket", "gslb_dnssec_signature_expiry_days",
-                 "gslb_dnssec_signatures_total"):  # fmt: skip
+                 "gslb_dnssec_signatures_total", "gslb_fleet_engine_connected",
+                 "gslb_fleet_target_up"):  # fmt: skip
         assert name in samples, name
     assert "gslb_config_last_reload_successful 0.0" in scrape  # the bad reload shows
 

@@ -103,8 +103,10 @@ def build() -> dict:
     answers(layout)
     health(layout)
     configuration(layout)
+    fleet(layout)
     dnssec(layout)
     rum(layout)
+    commit(layout)
     limits(layout)
     return dashboard(layout.panels)
 
@@ -244,6 +246,77 @@ def dnssec(layout: Layout) -> None:
     layout.add(series("Signature validity left", [target(
         f"gslb_dnssec_signature_expiry_days{{{SEL}}}", "{{zone}} @ {{instance}}")],
         "d", "Days until the signatures served now expire: 3 to 4 normally."), 8, 8)  # fmt: skip
+
+
+def fleet(layout: Layout) -> None:
+    layout.row("Fleet")
+    layout.add({
+        "type": "state-timeline", "title": "Verdict per check and region",
+        "description": "gslb_fleet_target_up: each region's verdict from its vantage points, "
+                       "and region=global, the whole fleet's.",
+        "targets": [target(f"max by (check, region) (gslb_fleet_target_up{{{SEL}}})",
+                           "{{check}} @ {{region}}")],
+        "fieldConfig": {"defaults": {
+            "mappings": [{"type": "value", "options": {
+                "0": {"text": "down", "color": "red", "index": 0},
+                "1": {"text": "up", "color": "green", "index": 1}}}],
+        }, "overrides": []},
+        "options": {"showValue": "auto", "mergeValues": True, "rowHeight": 0.8},
+    }, 24, 8)  # fmt: skip
+    layout.add(series("Engine and nodes", [
+        target(f"gslb_fleet_engine_connected{{{SEL}}}", "engine connected {{instance}}"),
+        target(f"gslb_fleet_nodes_seen{{{SEL}}}", "nodes seen by {{instance}}", "B"),
+    ], "none", "1 while NATS JetStream is usable; fleet nodes with a live heartbeat."),
+        8, 8)  # fmt: skip
+    layout.add(series("Peer observation age", [target(
+        f"max by (node) (gslb_fleet_observation_age_seconds{{{SEL}}})", "{{node}}")],
+        "s", "Seconds since each peer's newest observation arrived."), 8, 8)  # fmt: skip
+    layout.add(series("Overrides and rejections", [
+        target(f"sum(increase(gslb_fleet_override_changes_total{{{SEL}}}[{RATE}]))",
+               "override changes"),
+        target(f"sum(gslb_fleet_overrides_matching_nothing{{{SEL}}})",
+               "overrides matching nothing", "B"),
+        target(f"sum by (kind, reason) (increase(gslb_fleet_rejected_total{{{SEL}}}[{RATE}]))",
+               "rejected {{kind}} {{reason}}", "C"),
+        target(f"sum(increase(gslb_fleet_fallbacks_to_local_total{{{SEL}}}[{RATE}]))",
+               "fallbacks to local", "D"),
+    ], "none", "Operator overrides set or expired, engine values ignored, local-only decisions."),
+        8, 8)  # fmt: skip
+
+
+def commit(layout: Layout) -> None:
+    layout.row("Commits")
+    sel = f'{SEL}, record=~"$record"'
+    layout.add(series("Commit progress", [
+        target(f"max by (record, target) (gslb_commit_progress_ratio{{{sel}}})",
+               "{{record}} {{target}}")],
+        "percentunit", "Delivered over the commit, this period."), 8, 8)  # fmt: skip
+    layout.add(series("Pacing error", [
+        target(f"max by (record, target) (gslb_commit_pacing_error_ratio{{{sel}}})",
+               "{{record}} {{target}}")],
+        "percentunit", "(delivered - pace) / commit: 0 is on pace."), 8, 8)  # fmt: skip
+    layout.add(series("Share aimed at and handed out", [
+        target(f"max by (record, target) (gslb_commit_target_share{{{sel}}})",
+               "aim {{target}}"),
+        target(f"max by (record, target) (gslb_commit_answer_share{{{sel}}})",
+               "answers {{target}}", "B"),
+    ], "percentunit", "Delivered share the controller aims at, and the answer weight it gives."),
+        8, 8)  # fmt: skip
+    layout.add(series("Projected shortfall (commit-infeasible)", [target(
+        f"max by (record, target) (gslb_commit_infeasible_bytes{{{sel}}})",
+        "{{record}} {{target}}")],
+        "bytes", "Bytes a commit is projected to miss without hurting users."), 8, 8)  # fmt: skip
+    layout.add(series("Usage feed", [
+        target(f"sum by (result) (increase(gslb_commit_usage_items_total{{{SEL}}}[{RATE}]))",
+               "{{result}}"),
+        target(f"max by (target) (gslb_commit_feed_age_seconds{{{sel}}})", "age {{target}}", "B"),
+    ], "none", "Usage feed items by result, and how old each target's last report is."),
+        8, 8)  # fmt: skip
+    layout.add(series("Controller events", [target(
+        f"sum by (record, reason) (increase(gslb_commit_events_total{{{sel}}}[{RATE}]))",
+        "{{record}} {{reason}}")],
+        "none", "period-rollover, commit-infeasible and other controller events."),
+        8, 8)  # fmt: skip
 
 
 def rum(layout: Layout) -> None:
