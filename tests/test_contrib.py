@@ -2,9 +2,10 @@
 
 A live server (in a fleet on a real nats-server, signing its zone, with health checks, GSLB
 answers, TCP, ECS, a malformed packet and a failed reload behind it) is scraped, and every
-metric name in the rules and in the dashboard must be among the names it exposes. ``make test-rules`` runs promtool on the same rules; here the
-checks that need no promtool: recording rules used are defined, every alert has a unit test
-that fires it and one that does not, the dashboard JSON is what its builder writes.
+metric name in the rules and in the dashboard must be among the names it exposes.
+``make test-rules`` runs promtool on the same rules; here the checks that need no promtool:
+recording rules used are defined, every alert has a unit test that fires it and one that
+does not, the dashboard JSON is what its builder writes.
 """
 
 from __future__ import annotations
