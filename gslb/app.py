@@ -38,6 +38,7 @@ from gslb.policy.compile import COMPILE_AT_START
 from gslb.privileges import PrivilegeError, describe, drop_privileges
 from gslb.rum import settings as rum_settings
 from gslb.rum.metrics import RumCollector
+from gslb.rum.resolvers import watcher
 from gslb.rum.service import RumService, open_service
 from gslb.stats import Stats, merge
 from gslb.watch import ZoneWatcher
@@ -184,6 +185,9 @@ class App:
         self.start_rum(config)
         options = Options(self.settings.identity, self.settings.version_string)
         self.responder = Responder(config, self.engine, options, self.stats)
+        if self.settings.rum.resolver_name is not None:
+            self.responder.rum_watch = watcher(self.settings.rum.resolver_name,
+                                               self.on_rum_resolver)  # fmt: skip
         self.engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
         install_query_log(self.responder, self.settings.query_log_sample)
         self.window_clock = WindowClock(self.responder)  # new signature window at midnight
@@ -281,8 +285,10 @@ class App:
                           query_log_sample=self.settings.query_log_sample,
                           log_format=self.settings.log_format,
                           log_level=self.settings.log_level,
-                          asn_db=str(self.settings.rum.asn_db or "") or None)  # fmt: skip
+                          asn_db=str(self.settings.rum.asn_db or "") or None,
+                          rum_resolver_name=self.settings.rum.resolver_name)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
+        self.pool.on_rum_resolver = self.on_rum_resolver
         try:
             await self.pool.start(spec, self.config, self.responder.health)
         finally:
@@ -310,6 +316,10 @@ class App:
         self.rum_web = PublicRumServer(self)
         host, port = self.rum_bound = await self.rum_web.start(*self.settings.rum.listen)
         log.info("listening for RUM beacons on %s port %d", host, port)
+
+    def on_rum_resolver(self, sid: str, resolver: str) -> None:
+        """A resolver asked for a session's one-off name (gslb.rum.resolvers)."""
+        self.rum.ingest.resolvers.seen(sid, resolver, time.time())
 
     def on_rum(self, snapshot: object) -> None:
         """New RUM decisions: republish the current view with them attached."""

@@ -16,6 +16,7 @@ import os
 import pickle
 import signal
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from multiprocessing.connection import Connection
 
@@ -44,6 +45,7 @@ class WorkerSpec:
     log_format: str = "plain"  # a spawned worker starts with no logging set up
     log_level: str = "info"
     asn_db: str | None = None  # --asn-db: the RUM ASN level (gslb.rum.network.AsnDB)
+    rum_resolver_name: str | None = None  # --rum-resolver-name (gslb.rum.resolvers)
 
 
 def pickle_config(config: Config) -> bytes:
@@ -91,6 +93,7 @@ class WorkerPool:
         self.workers: list[Worker] = []
         self.ids = itertools.count(1)
         self.ready: asyncio.Queue = asyncio.Queue()
+        self.on_rum_resolver: Callable[[str, str], None] | None = None  # (sid, resolver)
         self.loop: asyncio.AbstractEventLoop | None = None
 
     async def start(self, spec: WorkerSpec, config: Config, view: HealthView) -> None:
@@ -139,6 +142,9 @@ class WorkerPool:
         kind = message[0]
         if kind in ("ready", "failed"):
             self.ready.put_nowait(message)
+        elif kind == "rum-resolvers" and self.on_rum_resolver is not None:
+            for sid, client in message[1]:
+                self.on_rum_resolver(sid, client)
         elif kind in ("stats", "applied"):
             future = worker.pending.pop(message[1], None)
             if future is not None and not future.done():
@@ -245,6 +251,7 @@ class WorkerProcess:
             self.replies.send(("failed", f"{type(exc).__name__}: {exc}"))
             return
         loop = asyncio.get_running_loop()
+        self.watch_rum_resolvers(loop)
         threading.Thread(target=self.read_commands, args=(loop,), daemon=True).start()
         window_clock = WindowClock(self.responder)  # new signature window at midnight
         window_clock.start()
@@ -253,6 +260,22 @@ class WorkerProcess:
         await window_clock.stop()
         server.close()
         geo.close()
+
+    def watch_rum_resolvers(self, loop: asyncio.AbstractEventLoop) -> None:
+        """``--rum-resolver-name``: sightings go to the supervisor in bounded batches."""
+        if self.spec.rum_resolver_name is None:
+            return
+        from gslb.rum.resolvers import Batch, watcher
+
+        batch = Batch(lambda items: self.replies.send(("rum-resolvers", items)))
+        self.responder.rum_watch = watcher(self.spec.rum_resolver_name, batch.add)
+
+        def flush() -> None:
+            batch.flush()
+            if not self.done.is_set():
+                loop.call_later(0.2, flush)
+
+        loop.call_later(0.2, flush)
 
     def apply(self, message: tuple) -> None:
         kind = message[0]

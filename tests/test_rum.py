@@ -546,3 +546,30 @@ def test_a_wall_clock_jump_expires_tokens_but_keeps_the_measurements(geo) -> Non
     assert info.value.reason == "expired"
     after = service.rebuild().lookup(RECORD, home, None, geo.locate(home), None)[0]
     assert set(after.dropped) == {A_} and after.samples == before.samples
+
+
+def test_only_one_label_session_names_under_the_watched_name_are_sightings() -> None:
+    from gslb.config.names import to_wire
+    from gslb.rum.resolvers import Batch, ResolverLinks, suffix, watcher
+
+    seen = []
+    watch = watcher("rum.example.com", lambda sid, client: seen.append((sid, client)))
+    for name in ("0123456789abcdef.rum.example.com.", "x.0123456789abcdef.rum.example.com.",
+                 "rum.example.com.", "0123456789abcdef.example.com.", "short.rum.example.com.",
+                 "bad-label-here!.rum.example.com."):  # fmt: skip
+        watch(to_wire(name), "192.0.2.53")
+    assert seen == [("0123456789abcdef", "192.0.2.53")]
+    assert suffix("rum.example.com") == to_wire("rum.example.com.")
+    sent = []
+    batch = Batch(sent.append, limit=3)
+    for index in range(10):
+        batch.add(f"{index:016x}", "192.0.2.53")
+    batch.flush()
+    batch.flush()
+    assert len(sent) == 1 and len(sent[0]) == 3 and batch.dropped == 7
+    links = ResolverLinks(max_items=2)
+    for sid in ("a" * 16, "b" * 16, "c" * 16):
+        links.seen(sid, "192.0.2.53", 0.0)
+    assert links.take("a" * 16, 1.0) is None  # evicted: the table stays bounded
+    assert links.take("c" * 16, 1.0) == prefix_key(ip("192.0.2.53"))
+    assert links.take("c" * 16, 1.0) is None  # once

@@ -191,3 +191,40 @@ def test_the_public_listener_serves_beacon_paths_only(tmp_path, geo_db):
         for private in ("/metrics", "/status", "/explain?name=content.example.com&client=1.2.3.4",
                         "/rum/v1/status", "/"):  # fmt: skip
             assert status(private) == 404, private
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_resolver_without_ecs_gets_its_users_choice(tmp_path, geo_db, workers):
+    """Browsers in three German networks use the resolver 127.0.0.1 (it asks gslb for their
+    sessions' one-off names); their beacons arrive through a trusted proxy. Queries from that
+    resolver without ECS then get the CDN those users measured fastest."""
+    import ipaddress
+
+    only_networks = ZONE.replace("window: 60", "window: 60\n      levels: [resolver, prefix]")
+    write_zone(tmp_path, "example.com", only_networks)
+    rum = RumSettings(limits=Limits(per_network=600, network_burst=40), refresh=0.05,
+                      resolver_name="rum.example.com",
+                      trusted_proxies=[ipaddress.ip_network("127.0.0.1/32")])  # fmt: skip
+    with ServerThread(tmp_path, geo_db, workers=workers, rum=rum) as srv:
+        for third in (1, 2, 3):
+            browser = {"X-Forwarded-For": f"46.4.{third}.10"}
+            for _ in range(2):
+                job = http(srv, "/rum/v1/recipe?name=content.example.com", headers=browser).json()
+                host = job["resolve"].strip("/")
+                assert host.endswith(".rum.example.com")
+                srv.udp(dns.message.make_query(host, "A"))  # the browser's resolver asks
+                sid = host.split(".")[0]
+                wait_until(lambda sid=sid: sid in srv.app.rum.ingest.resolvers.links, 5,
+                           "the sighting to reach the supervisor")  # fmt: skip
+                m = [{"t": t, "k": "warm", "ok": 1, "ms": ms}
+                     for t, ms in zip(CDNS, (90, 11, 95), strict=True)]  # fmt: skip
+                body = {"v": 1, "r": job["r"], "y": job["y"], "tok": job["tok"], "m": m}
+                reply = http(srv, "/rum/v1/beacons", "POST", body=body, headers=browser)
+                assert reply.status == 204, reply.text
+        wait_until(lambda: answers(srv, count=20) == {CDNS[1]}, 5, "the resolver to get b")
+        assert answers(srv, ecs=f"{CLIENTS['JP']}/24") == set(CDNS)  # someone else: untouched
+        status = http(srv, "/rum/v1/status").json()
+        assert status["resolver_links"]["linked"] == 6
+        explain = http(srv, "/explain?name=content.example.com&client=127.0.0.1&qtype=CNAME")
+        step = next(s for s in explain.json()["steps"] if s["step"] == "rum")
+        assert step["notes"]["level"] == "resolver" and step["notes"]["key"] == "127.0.0.0/24"

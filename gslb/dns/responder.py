@@ -13,6 +13,7 @@ import struct
 import time
 from bisect import bisect_right
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
@@ -140,6 +141,8 @@ class Responder:
         self.engine = engine
         self.options = options or Options()
         self.stats = stats or Stats()
+        # (query name, client) for names never answered before; set by gslb.rum.resolvers
+        self.rum_watch: Callable[[bytes, str], None] | None = None
         self.health: HealthView = EMPTY_VIEW
         # Every cache is bounded and evicts its oldest entry one at a time: a flood of new
         # names or subnets never triggers a wholesale clear (a stall, then a refill storm).
@@ -214,6 +217,8 @@ class Responder:
         key = (query.qname.lower(), query.qtype, query.qclass, opt is not None and opt.do)
         entry = self.cache.get(key)
         if entry is None:
+            if self.rum_watch is not None:  # gslb.rum.resolvers: <sid>.<name>, first sighting
+                self.rum_watch(key[0], client)
             try:
                 entry = self.build(key)
             except OverBudget:  # DNSSEC signing ration spent: not answered, not cached

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 from urllib.parse import urlsplit
 
-LEVELS = ("prefix", "asn", "country", "continent", "global")
+LEVELS = ("resolver", "prefix", "asn", "country", "continent", "global")
 METRICS = ("warm", "cold")
 KEYS = (
     "probes",

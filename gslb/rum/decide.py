@@ -24,7 +24,7 @@ from gslb.rum.snapshot import Decision, RecordDecisions, Snapshot, TargetFigures
 from gslb.rum.store import PARENTS, Store, Summary, Table
 
 HELD = "dropped earlier; held until the hold time has passed"
-COARSE_FIRST = ("global", "continent", "country", "asn", "prefix")
+COARSE_FIRST = ("global", "continent", "country", "asn", "prefix", "resolver")
 
 
 @dataclass(slots=True)
@@ -228,7 +228,7 @@ class Decider:
         outcome = frozenset(choice.dropped)
         decision = Decision(
             level=level,
-            key=prefix_text(key) if level == "prefix" else str(key),
+            key=prefix_text(key) if level in ("prefix", "resolver") else str(key),
             dropped=dict(choice.dropped),
             figures=choice.figures,
             samples=sum(s.n for s in summaries.values()),

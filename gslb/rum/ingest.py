@@ -20,12 +20,13 @@ import math
 import os
 import random
 from collections import Counter, OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from gslb.config.dynamic import COUNTRIES
 from gslb.rum.config import RumOptions
 from gslb.rum.network import PREFIX, Address, AsnDB, NetInfo, asn_key, net_info, prefix_key
+from gslb.rum.resolvers import ResolverLinks
 from gslb.rum.sketch import MAX_MS
 from gslb.rum.store import Store
 
@@ -96,7 +97,7 @@ class Tokens:
 
     def issue(self, record: str, network: int, now: float) -> str:
         exp = int(now + TOKEN_TTL)
-        sid = base64.urlsafe_b64encode(os.urandom(9)).decode()
+        sid = os.urandom(8).hex()  # also a DNS label: <sid>.<--rum-resolver-name>
         return f"{exp}.{sid}.{self._sign(exp, sid, record, network)}"
 
     def _sign(self, exp: int, sid: str, record: str, network: int) -> str:
@@ -146,6 +147,8 @@ class Ingest:
         self.beacons: Counter[str] = Counter()  # accepted | reason
         self.samples: Counter[str] = Counter()  # accepted | clamped | reason
         self.bulk: Counter[str] = Counter()
+        self.resolvers = ResolverLinks()
+        self.resolver_name: str | None = None  # --rum-resolver-name: recipes ask to resolve
 
     def configure(self, records: dict[tuple[str, int], tuple[RumOptions, frozenset[str]]]) -> None:
         self.records = {key: options for key, (options, _) in records.items()}
@@ -164,7 +167,10 @@ class Ingest:
         targets = [{"t": target, "url": url} for target, url in options.probes]
         self.rng.shuffle(targets)
         token = self.tokens.issue(_record_text(record), prefix_key(address), wall)
-        return {"v": 1, "r": record[0], "y": record[1], "tok": token, "targets": targets}
+        job = {"v": 1, "r": record[0], "y": record[1], "tok": token, "targets": targets}
+        if self.resolver_name is not None:  # the browser's resolver asks gslb for this name
+            job["resolve"] = f"//{token.split('.')[1]}.{self.resolver_name.rstrip('.')}/"
+        return job
 
     # -- beacons -----------------------------------------------------------------------------
 
@@ -198,7 +204,11 @@ class Ingest:
         if options.origins and (origin or "").lower() not in options.origins:
             raise Rejected("origin")
         self.tokens.spend(data["tok"], _record_text(record), network, wall)
-        return self._samples(record, self.net(address), data["m"], now)
+        net = self.net(address)
+        resolver = self.resolvers.take(data["tok"].split(".")[1], wall)
+        if resolver is not None:
+            net = replace(net, resolver=resolver)
+        return self._samples(record, net, data["m"], now)
 
     def _samples(self, record: tuple[str, int], net: NetInfo, items: list, now: float) -> int:
         known = self.targets[record]

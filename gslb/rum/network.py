@@ -52,6 +52,7 @@ class NetInfo:
     country: str | None
     continent: str | None
     source: Any = None  # who measured (the /24 or /48, or a bulk feed's network): counted
+    resolver: int | None = None  # the /24 or /48 of the resolver that served this session
 
     def key(self, level: str) -> Any:
         if level == "prefix":

@@ -113,6 +113,11 @@ class RumService:
             if snap is None
             else {"serial": snap.serial, "built_at": snap.built_at},
             "last_round_seconds": round(self.last_round_seconds, 4),
+            "resolver_links": {
+                "seen": self.ingest.resolvers.seen_total,
+                "linked": self.ingest.resolvers.linked_total,
+                "pending": len(self.ingest.resolvers.links),
+            },
         }
 
 
@@ -139,7 +144,9 @@ def open_service(settings: Any, geo: Any, publish: Callable[[Snapshot], None]) -
         secret = settings.key_file.read_bytes().strip()
         if len(secret) < 16:
             raise ValueError(f"{settings.key_file}: the RUM key needs at least 16 bytes")
-    return RumService(
+    service = RumService(
         publish, geo=geo, asn=asn, limits=settings.limits, secret=secret,
         refresh=settings.refresh, max_networks=settings.max_networks,
     )  # fmt: skip
+    service.ingest.resolver_name = settings.resolver_name
+    return service

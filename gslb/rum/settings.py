@@ -23,6 +23,7 @@ class RumSettings:
     max_networks: int = 20_000  # client-network keys per record in the store
     refresh: float = 5.0  # s between decision rounds
     listen: tuple[str, int] | None = None  # --rum-listen: a public listener for beacons only
+    resolver_name: str | None = None  # --rum-resolver-name: learn which resolver serves whom
 
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
@@ -30,6 +31,10 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
     group.add_argument("--rum-listen", metavar="ADDR:PORT",
                        help="also serve only /rum/v1/* (snippet, recipe, beacons) here: the "
                        "public side, while --http stays on loopback")  # fmt: skip
+    group.add_argument("--rum-resolver-name", metavar="NAME",
+                       help="a name in a served zone (e.g. rum.example.com): each page view "
+                       "resolves <session>.NAME, so queries without ECS from that resolver "
+                       "get its users' measurements")  # fmt: skip
     group.add_argument("--asn-db", metavar="FILE",
                        help="ASN database (GeoLite2-ASN or DB-IP ASN Lite mmdb): enables the "
                        "ASN-within-country level")  # fmt: skip
@@ -89,5 +94,6 @@ def from_args(args: argparse.Namespace) -> RumSettings:
         ),
         max_networks=getattr(args, "rum_max_networks", 20_000),
         refresh=getattr(args, "rum_refresh", 5.0),
+        resolver_name=getattr(args, "rum_resolver_name", None),
         listen=parse_endpoint(args.rum_listen, 80) if getattr(args, "rum_listen", None) else None,
     )

@@ -89,6 +89,8 @@ class Snapshot:
 def _find(
     level: str, keys: Any, address: Any, source: int | None, location: Any, asn: AsnDB | None
 ) -> tuple[Decision | None, int]:
+    if level == "resolver":  # without ECS the address is the resolver's: its users decide
+        return (keys.get(prefix_key(address)), 0) if source is None else (None, 0)
     if level == "prefix":
         width = PREFIX[address.version]
         if source is not None and source < width:

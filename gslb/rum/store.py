@@ -20,13 +20,14 @@ from gslb.rum.network import NetInfo
 
 SLOTS = 5
 PARENTS = {  # the coarser levels a key falls back to, finest first
+    "resolver": (),  # a resolver's users: asked only without ECS, never pruned
     "prefix": ("asn", "country", "continent", "global"),
     "asn": ("country", "continent", "global"),
     "country": ("continent", "global"),
     "continent": ("global",),
     "global": (),
 }
-BOUNDED_LEVELS = ("prefix", "asn")
+BOUNDED_LEVELS = ("resolver", "prefix", "asn")
 MAX_SOURCES = 16  # distinct networks remembered per key: enough to tell "several" from "one"
 
 
