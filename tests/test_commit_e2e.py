@@ -7,6 +7,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import re
 import time
 import uuid
 
@@ -161,3 +162,15 @@ def test_state_survives_a_restart(server, tmp_path_factory, geo_db):
         assert targets(again, 20)[A] >= 19, "restored weights answer at once, no swing back"
         status = http(again, "/commit").json()["records"]["content.example.com./CNAME"]
         assert status["origin"] == "restored"
+
+
+def test_status_page_has_a_commits_panel(server):
+    start, end = slots(1, time.time() - 2 * 86400)[0]
+    assert usage(server, [{"target": B, "start": start, "end": end, "bytes": 1e6}]).status == 200
+    reply = http(server, "/?refresh=0")
+    assert reply.status == 200 and 'href="#commit"' in reply.text
+    section = reply.text[reply.text.index('<section id="commit"') :]
+    text = " ".join(re.sub(r"<[^>]+>", " ", section[: section.index("</section>")]).split())
+    assert "content.example.com./CNAME cdn-a.example.net." in text
+    assert "100000.0 TB" in text and "commit-infeasible" in text
+    assert "Usage feed:" in text and "refused" in text

@@ -74,4 +74,54 @@ def decisions_table(status: dict) -> str:
     )
 
 
-PANELS = (("rum", "Real-user measurements", rum_panel),)
+def commit_panel(app: Any) -> str | None:
+    """Commits (gslb.commit): per record and CDN, delivered against the commit, projection to
+    the period's end, pacing error, where the volume came from, and any infeasibility."""
+    commit = getattr(app, "commit", None)
+    if commit is None or not commit.records:
+        return None
+    status = commit.status()
+    rows = []
+    for record, info in status["records"].items():
+        for target, state in sorted(info["targets"].items()):
+            rows.append(commit_row(record, target, state))
+    if not rows:
+        return "<p>Contracts configured; the controller has not ticked yet: static weights.</p>"
+    feed = status["feed"]
+    refused = sum(v for k, v in feed.items() if k != "accepted")
+    return (
+        f"<p>Usage feed: <strong>{feed.get('accepted', 0)}</strong> intervals accepted, "
+        f"{refused} refused (see /commit for reasons).</p>"
+        '<table class="commit"><caption>Delivered this period against each commit '
+        "(estimate: from gslb's own answers, no usage feed)</caption><thead><tr>"
+        '<th scope="col">Record</th><th scope="col">CDN</th><th scope="col" class="num">'
+        'delivered</th><th scope="col" class="num">commit</th><th scope="col" class="num">'
+        'progress</th><th scope="col" class="num">projected</th><th scope="col" class="num">'
+        'pacing error</th><th scope="col" class="num">answer share</th><th scope="col">'
+        f"source</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    )
+
+
+def commit_row(record: str, target: str, state: dict) -> str:
+    commit = state.get("commit")
+    progress = state.get("progress")
+    error = state.get("pacing_error")
+    short = (state.get("infeasible") or {}).get("short_bytes")
+    source = escape(state["origin"]) + (" (estimate)" if state.get("estimate") else "")
+    if short:
+        source += f' <span class="bad-text">commit-infeasible, {short / 1e12:.2f} TB short</span>'
+    cells = [
+        f"{state['delivered_bytes'] / 1e12:.3f} TB",
+        "" if commit is None else (f"{commit / 1e12:.1f} TB" if state.get("kind") == "volume"
+                                   else f"{commit / 1e9:.1f} Gbps p95"),
+        "" if progress is None else f"{progress:.1%}",
+        f"{state['projected_bytes'] / 1e12:.3f} TB",
+        "" if error is None else f"{error:+.1%}",
+        f"{state['answer_share']:.1%}",
+    ]  # fmt: skip
+    tds = "".join(f'<td class="num">{cell}</td>' for cell in cells)
+    head = f'<th scope="row">{escape(record)}</th><td>{escape(target)}</td>'
+    return f"<tr>{head}{tds}<td>{source}</td></tr>"
+
+
+PANELS = (("rum", "Real-user measurements", rum_panel), ("commit", "Commits", commit_panel))
