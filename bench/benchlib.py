@@ -18,6 +18,7 @@ import shutil
 import signal
 import socket
 import statistics
+import struct
 import subprocess
 import sys
 import tempfile
@@ -425,6 +426,66 @@ def ecs_queries(db: Path, kind: str, count: int) -> tuple[list[bytes], dict[str,
     messages += [make_query(GSLB_NAME, "A") for _ in range(count // 20)]
     random.Random(2).shuffle(messages)
     return messages, countries
+
+
+def wire_query(name: str, qtype: int, ecs: tuple[int, int, bytes] | None = None) -> bytes:
+    """A resolver-like query built with struct (dnspython takes ~30 us a message; cache-hostile
+    files hold hundreds of thousands): RD off, EDNS0 1232, optional ECS (family, source,
+    address bytes)."""
+    qname = b"".join(bytes((len(label),)) + label.encode() for label in name.strip(".").split("."))
+    options = b""
+    if ecs is not None:
+        family, source, address = ecs
+        payload = struct.pack("!HBB", family, source, 0) + address
+        options = struct.pack("!HH", 8, len(payload)) + payload
+    opt = b"\x00" + struct.pack("!HHIH", 41, 1232, 0, len(options)) + options
+    return (struct.pack("!HHHHHH", random.getrandbits(16), 0, 1, 0, 0, 1) + qname + b"\x00"
+            + struct.pack("!HH", qtype, 1) + opt)  # fmt: skip
+
+
+def random_case(name: str, rng: random.Random) -> str:
+    """0x20: each letter upper or lower case at random, as many resolvers send."""
+    bits = rng.getrandbits(len(name))
+    return "".join(c.upper() if bits >> i & 1 else c.lower() for i, c in enumerate(name))
+
+
+def public_v4_24(rng: random.Random) -> bytes:
+    """The first three bytes of a random public /24 (no private, loopback or test ranges)."""
+    while True:
+        first = rng.randrange(1, 224)
+        if first not in (10, 100, 127, 169, 172, 192, 198, 203):
+            return bytes((first, rng.randrange(256), rng.randrange(256)))
+
+
+def global_v6_56(rng: random.Random) -> bytes:
+    """The first seven bytes of a random /56 in 2000::/3."""
+    return ((0x2 << 53) | rng.getrandbits(53)).to_bytes(7, "big")
+
+
+HOSTILE_KINDS = ("geo", "geo6", "weighted", "static")
+
+
+def hostile_queries(kind: str, count: int, seed: int = 7, name: str = GSLB_NAME) -> list[bytes]:
+    """Queries that never repeat, as real resolver traffic and floods look: 0x20 names, each
+    GSLB query with its own random public ECS (/24, or /56 with AAAA for ``geo6``), the static
+    mix with a new random name for every NXDOMAIN."""
+    rng = random.Random(seed)
+    names = [(n, t) for n, t, w in STATIC_MIX for _ in range(w)]
+    codes = {"A": 1, "AAAA": 28, "SOA": 6, "CNAME": 5, "MX": 15, "TXT": 16, "NS": 2}
+    out = []
+    for _ in range(count):
+        if kind in ("geo", "weighted"):
+            out.append(wire_query(random_case(name, rng), 1, (1, 24, public_v4_24(rng))))
+        elif kind == "geo6":
+            out.append(wire_query(random_case(name, rng), 28, (2, 56, global_v6_56(rng))))
+        elif kind == "static":
+            qname, qtype = rng.choice(names)
+            if qname == "nx":
+                qname = f"nx{rng.randrange(10**9)}.example.com."
+            out.append(wire_query(random_case(qname, rng), codes[qtype]))
+        else:
+            raise ValueError(f"unknown cache-hostile kind {kind!r}")
+    return out
 
 
 def static_queries(count: int) -> list[bytes]:

@@ -20,7 +20,6 @@ import argparse
 import cProfile
 import gc
 import pstats
-import random
 import resource
 import time
 from pathlib import Path
@@ -55,45 +54,18 @@ def zones(work: Path) -> Path:
     return work
 
 
-def random_case(name: str, rng: random.Random) -> str:
-    return "".join(c.upper() if rng.random() < 0.5 else c.lower() for c in name)
-
-
-def public_v4(rng: random.Random) -> str:
-    while True:
-        first = rng.randrange(1, 224)
-        if first not in (10, 100, 127, 169, 172, 192, 198, 203):
-            return f"{first}.{rng.randrange(256)}.{rng.randrange(256)}.0"
-
-
-def global_v6(rng: random.Random) -> str:
-    bits = (0x2 << 125) | (rng.getrandbits(53) << 72)  # 2000::/3, a random /56
-    import ipaddress
-
-    return str(ipaddress.IPv6Address(bits))
+KINDS = {
+    "chain4": ("geo", bl.GSLB_NAME),
+    "chain6": ("geo6", bl.GSLB_NAME),
+    "weighted": ("weighted", "weighted.example.com."),
+    "static": ("static", ""),
+}
 
 
 def hostile(kind: str, count: int, seed: int = 7) -> list[bytes]:
-    """Cache-hostile queries: 0x20 names, and an own random /24 (/56) ECS per query."""
-    rng = random.Random(seed)
-    out = []
-    names = [(n, t) for n, t, w in bl.STATIC_MIX for _ in range(w)]
-    for _ in range(count):
-        if kind == "chain4":
-            out.append(bl.make_query(random_case(bl.GSLB_NAME, rng), "A", public_v4(rng), 24))
-        elif kind == "chain6":
-            out.append(bl.make_query(random_case(bl.GSLB_NAME, rng), "AAAA", global_v6(rng), 56))
-        elif kind == "weighted":
-            name = random_case("weighted.example.com.", rng)
-            out.append(bl.make_query(name, "A", public_v4(rng), 24))
-        elif kind == "static":
-            name, qtype = rng.choice(names)
-            if name == "nx":
-                name = f"nx{rng.randrange(10**6)}.example.com."
-            out.append(bl.make_query(random_case(name, rng), qtype))
-        else:
-            raise ValueError(kind)
-    return out
+    """Cache-hostile queries (bench/benchlib.py): 0x20 names, own random /24 (/56) ECS."""
+    what, name = KINDS[kind]
+    return bl.hostile_queries(what, count, seed, name or bl.GSLB_NAME)
 
 
 def friendly(db: Path, count: int) -> list[bytes]:

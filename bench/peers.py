@@ -16,6 +16,15 @@ under this script on free loopback ports and stopped at the end; ``security-poll
 empty so PowerDNS sends nothing off the box. All servers use two threads or processes (the box
 has two cores). One dnsperf file per query set goes to every server in turn, so ratios compare
 like with like. Results: bench/results/peers.json.
+
+Query sets: the friendly ones repeat (``dynamic``, ``geo``: 20,000 ECS queries; ``static``),
+so after the first pass nearly every gslb answer comes from its replay cache. The
+cache-hostile ones never repeat within a pass (``--hostile-queries`` distinct messages, more
+than gslb's replay cache holds): ``hostile-geo`` (content A, 0x20 name, its own random public
+/24 ECS per query), ``hostile-geo6`` (AAAA with a random /56), ``hostile-weighted`` (the
+weighted name the same way) and ``hostile-static`` (the static mix in 0x20, a new random name
+per NXDOMAIN). ``hostile-geo-half`` replays hostile-geo at half the rate gslb's full chain
+reached: its p99 is the latency of a server that is not saturated.
 """
 
 from __future__ import annotations
@@ -68,6 +77,10 @@ def parse_args() -> argparse.Namespace:
                         default=float(os.environ.get("BENCH_SECONDS", "15")))  # fmt: skip
     parser.add_argument("--clients", type=int, default=4, help="dnsperf -c")
     parser.add_argument("--queries", type=int, default=20000)
+    parser.add_argument("--hostile-queries", type=int, default=400_000,
+                        help="distinct messages per cache-hostile file")  # fmt: skip
+    parser.add_argument("--no-friendly", action="store_true",
+                        help="only the cache-hostile sets (quicker)")  # fmt: skip
     parser.add_argument("--only", nargs="*", help="run only these servers (by label)")
     parser.add_argument("--out", default="peers.json")
     return parser.parse_args()
@@ -204,14 +217,16 @@ def make_servers(work: Path, db: Path) -> list[tuple[str, str, bl.Service]]:
     zones = work / "gslb-zones"
     zones.mkdir()
     (zones / "example.com.yaml").write_text(yaml.safe_dump(gslb_zone(), sort_keys=False))
-    servers.append(("gslb weighted", "dynamic static", bl.Gslb(zones, db, work)))
-    servers.append(("gslb geo", "geo", bl.Gslb(bl.ROOT / "bench" / "zones", db, work)))
-    servers.append(("gslb geo rules", "geo", bl.Gslb(rules_only_zone(work), db, work)))
+    weighted_sets = "dynamic static hostile-weighted hostile-static"
+    servers.append(("gslb weighted", weighted_sets, bl.Gslb(zones, db, work)))
+    servers.append(("gslb geo", "geo hostile-geo hostile-geo-half hostile-geo6",
+                    bl.Gslb(bl.ROOT / "bench" / "zones", db, work)))  # fmt: skip
+    servers.append(("gslb geo rules", "geo hostile-geo", bl.Gslb(rules_only_zone(work), db, work)))
     if bl.have("gdnsd"):
         mmdb = plain_mmdb(db, work)
         for label, plugin, sets, geo in (
-            ("gdnsd weighted", "weighted", "dynamic static", None),
-            ("gdnsd geoip", "geoip", "geo", mmdb),
+            ("gdnsd weighted", "weighted", weighted_sets, None),
+            ("gdnsd geoip", "geoip", "geo hostile-geo hostile-geo6", mmdb),
         ):
             root = work / label.replace(" ", "-")
             (root / "zones").mkdir(parents=True)
@@ -309,12 +324,13 @@ def sample_geo(port: int) -> dict[str, dict[str, int]]:
 # -- measuring -----------------------------------------------------------------------------
 
 
-def measure(service: bl.Service, datafile: Path, work: Path, args) -> dict:
+def measure(service: bl.Service, datafile: Path, work: Path, args,
+            rate: float | None = None) -> dict:  # fmt: skip
     load = bl.load_average()
     before = service.cpu()
     client_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     perf = bl.dnsperf(service.dns_port, datafile, work, seconds=args.seconds,
-                      clients=args.clients, binary=True)  # fmt: skip
+                      clients=args.clients, binary=True, qps=rate)  # fmt: skip
     client_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     after = service.cpu()
     cpu = sum(after.get(pid, 0.0) - before.get(pid, 0.0) for pid in after)
@@ -339,11 +355,19 @@ def run_server(label: str, sets: str, service: bl.Service, files: dict, work: Pa
             out["answer_shares"] = sample_answers(service.dns_port)
         if "geo" in sets:
             out["answer_shares_by_client"] = sample_geo(service.dns_port)
+        names = [n for n in sets.split() if n in files or n.endswith("-half")]
         warm = argparse.Namespace(**{**vars(args), "seconds": bl.WARMUP_SECONDS})
-        measure(service, files[sets.split()[0]], work, warm)
-        for name in sets.split():
-            print(f"{label}: {name} for {args.seconds:g} s", flush=True)
-            out[name] = measure(service, files[name], work, args)
+        measure(service, files[names[0]], work, warm)
+        for name in names:
+            rate = None
+            if name.endswith("-half"):
+                full = out.get(name.removesuffix("-half"))
+                if not full or not full["qps"]:
+                    continue
+                rate = full["qps"] / 2
+            print(f"{label}: {name} for {args.seconds:g} s"
+                  + (f" at {rate:.0f} QPS" if rate else ""), flush=True)  # fmt: skip
+            out[name] = measure(service, files[name.removesuffix("-half")], work, args, rate)
             time.sleep(1)
         if isinstance(service, bl.Gslb):
             out["memory"] = service.memory()
@@ -352,17 +376,30 @@ def run_server(label: str, sets: str, service: bl.Service, files: dict, work: Pa
         return out
 
 
+SETS = ("hostile-geo", "hostile-geo6", "hostile-weighted", "hostile-static", "hostile-geo-half",
+        "dynamic", "static", "geo")  # fmt: skip
+
+
 def ratios(results: dict) -> dict:
-    """gslb's QPS and QPS per core as a fraction of each peer's, per query set."""
+    """gslb's QPS and QPS per core as a fraction of each peer's, per query set. Against the
+    geoip map: the friendly geo set compares gslb cut to rules (what gdnsd's map does); the
+    cache-hostile sets compare gslb's full chain (and the rules-only cut as well)."""
     out = {}
     for label, result in results.items():
         if label.startswith("gslb") or "error" in result:
             continue
-        base = results["gslb geo rules" if "geoip" in label else "gslb weighted"]
-        for name in ("dynamic", "static", "geo"):
-            if name in result and name in base:
+        for name in SETS:
+            bases = [("", "gslb weighted")]
+            if "geoip" in label:
+                bases = [("", "gslb geo rules")]
+                if name.startswith("hostile"):
+                    bases = [(" (full chain)", "gslb geo"), (" (rules only)", "gslb geo rules")]
+            for suffix, base_label in bases:
+                base = results.get(base_label, {})
+                if name not in result or name not in base or "error" in base:
+                    continue
                 peer, ours = result[name], base[name]
-                out[f"{label} / {name}"] = {
+                out[f"{label} / {name}{suffix}"] = {
                     "qps": round(ours["qps"] / peer["qps"], 3) if peer["qps"] else None,
                     "qps_per_core": round(ours["qps_per_core"] / peer["qps_per_core"], 3)
                     if peer["qps_per_core"] and ours["qps_per_core"] else None,
@@ -371,23 +408,23 @@ def ratios(results: dict) -> dict:
 
 
 def print_table(results: dict, fractions: dict) -> None:
-    header = (f"{'server':<16} {'queries':<8} {'QPS':>8} {'p99 ms':>7} {'lost':>6} "
+    header = (f"{'server':<16} {'queries':<16} {'QPS':>8} {'p99 ms':>7} {'lost':>6} "
               f"{'srv CPU s':>9} {'QPS/core':>9} {'dnsperf CPU s':>13} {'load1':>6}")  # fmt: skip
     print("\n" + header + "\n" + "-" * len(header))
     for label, result in results.items():
         if "error" in result:
             print(f"{label:<16} FAILED: {result['error'].splitlines()[0]}")
             continue
-        for name in ("dynamic", "static", "geo"):
+        for name in SETS:
             if name not in result:
                 continue
             r = result[name]
-            print(f"{label:<16} {name:<8} {r['qps']:>8.0f} {r['p99_ms'] or 0:>7.2f} "
+            print(f"{label:<16} {name:<16} {r['qps']:>8.0f} {r['p99_ms'] or 0:>7.2f} "
                   f"{r['lost']:>6} {r['server_cpu_s']:>9.2f} {r['qps_per_core'] or 0:>9} "
                   f"{r['dnsperf_cpu_s']:>13.2f} {r['load_before'][0]:>6}")  # fmt: skip
     print("\ngslb as a fraction of each peer (same query file, same box):")
     for key, value in fractions.items():
-        print(f"  {key:<28} QPS {value['qps']}   QPS per core {value['qps_per_core']}")
+        print(f"  {key:<52} QPS {value['qps']}   QPS per core {value['qps_per_core']}")
 
 
 def main() -> int:
@@ -407,6 +444,13 @@ def main() -> int:
             "geo": work / "dynamic.bin",
             "static": bl.write_binary_queries(work / "static.bin", bl.static_queries(args.queries)),
         }
+        if args.no_friendly:
+            files = {}
+        print(f"writing cache-hostile files ({args.hostile_queries:,} queries each)", flush=True)
+        for kind in bl.HOSTILE_KINDS:
+            messages = bl.hostile_queries(kind, args.hostile_queries, seed=len(files))
+            files[f"hostile-{kind}"] = bl.write_binary_queries(work / f"hostile-{kind}.bin",
+                                                               messages)  # fmt: skip
         for label, sets, service in make_servers(work, db):
             if args.only and label not in args.only:
                 continue

@@ -188,7 +188,8 @@ class App:
         if self.settings.rum.resolver_name is not None:
             self.responder.rum_watch = watcher(self.settings.rum.resolver_name,
                                                self.on_rum_resolver)  # fmt: skip
-        self.engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
+        if self.settings.workers <= 1:  # workers answer DNS and build their own tables
+            self.engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
         install_query_log(self.responder, self.settings.query_log_sample)
         self.window_clock = WindowClock(self.responder)  # new signature window at midnight
         self.window_clock.start()
