@@ -104,6 +104,40 @@ def run(responder: Responder, messages: list[bytes], clients: list[str]) -> floa
     return (time.process_time() - started) * 1e6 / len(messages)
 
 
+def resident_mib() -> float:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[1]) * bl.PAGE_KB / 1024
+
+
+def flood(responder: Responder, total: int, chunk: int = 10_000) -> int:
+    """A random-subnet and random-name flood: every query new (60 % geo IPv4, 20 % IPv6,
+    20 % static with random names). Prints resident memory as it goes and the worst chunk,
+    so a wholesale cache clear (a stall) or unbounded growth would show."""
+    sizes = {"geo": 0.6, "geo6": 0.2, "static": 0.2}
+    clients = ["127.0.0.1"] * chunk
+    times: list[float] = []
+    start_rss = resident_mib()
+    print(f"resident before: {start_rss:.0f} MiB", flush=True)
+    done = 0
+    seed = 1000
+    while done < total:
+        for kind, share in sizes.items():
+            seed += 1
+            messages = bl.hostile_queries(kind, int(chunk * share), seed=seed)
+            started = time.process_time()
+            run(responder, messages, clients[: len(messages)])
+            times.append((time.process_time() - started) * 1e6 / len(messages))
+            done += len(messages)
+        if done % 1_000_000 < chunk:
+            caches = {"replay": len(responder.replays["udp"]), "names": len(responder.cache),
+                      "outcomes": len(responder.outcomes)}  # fmt: skip
+            print(f"{done:>11,} queries: resident {resident_mib():.0f} MiB, caches {caches}, "
+                  f"median {sorted(times)[len(times) // 2]:.1f} us/query, "
+                  f"worst chunk {max(times):.1f} us/query", flush=True)  # fmt: skip
+    print(f"resident after {done:,}: {resident_mib():.0f} MiB (+{resident_mib() - start_rss:.0f})")
+    return 0
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=50_000)
@@ -113,6 +147,14 @@ def main() -> int:
     parser.add_argument("--profile", help="workload to run under cProfile")
     parser.add_argument("--top", type=int, default=30)
     parser.add_argument("--rounds", type=int, default=3, help="fresh streams; best is shown")
+    parser.add_argument(
+        "--flood",
+        type=int,
+        default=0,
+        metavar="N",
+        help="instead: N distinct queries (geo, IPv6, random names) in one "
+        "stream; resident memory and the slowest 10,000 along the way",
+    )
     args = parser.parse_args()
     work = Path("/tmp") / f"gslb-coldpath-{time.time_ns()}"
     responder = build(work)
@@ -120,6 +162,8 @@ def main() -> int:
     clients = [f"127.0.0.{1 + i % 4}" for i in range(args.count)]
     gc.collect()
     gc.freeze()
+    if args.flood:
+        return flood(responder, args.flood)
     if args.profile:
         messages = (
             friendly(db, args.count)
