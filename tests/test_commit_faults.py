@@ -200,3 +200,21 @@ def test_answer_counters_become_estimate_units_weighted_by_ttl(tmp_path):
     svc.add_answers({"answers": {(record, A, "pool"): 14, (record, B, "fallback"): 4}}, clock.now)
     assert ledger.targets[A].estimate[slot] == 14
     assert ledger.targets[B].estimate[slot] == 7
+
+
+def test_a_controller_that_stands_still_publishes_nothing_new(tmp_path):
+    """A new snapshot empties the answer path's caches: publish only when weights move."""
+    clock = Clock(START + 86400)
+    svc, published, _ = service(tmp_path, clock=clock)
+    feed_hours(svc, clock, 1, a=1e8, b=1e8)
+    silent = 0
+    for _ in range(60):  # the same inputs: bounded steps until the loop reaches its target
+        before, count = svc.records[KEY].steering.weights, len(published)
+        svc.tick(clock.now, list(svc.records), force=True)
+        moved = svc.records[KEY].steering.weights != before
+        assert len(published) == count + moved, "a snapshot exactly when the weights move"
+        silent += not moved
+    assert silent > 30, "a converged controller stands still"
+    count = len(published)
+    feed_hours(svc, clock, 0.25, a=9e8, b=1e8)  # new measurements that move the weights
+    assert len(published) > count

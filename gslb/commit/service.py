@@ -68,6 +68,7 @@ class CommitService:
         self.task: asyncio.Task | None = None
         self.restored = False
         self.channel: Any = None  # gslb.fleet.shared.Channel once attached
+        self.published: dict[Key, tuple] = {}  # what the answer path has: weights, origin
         self.peer_feed: Counter[str] = Counter()  # peers' intervals by outcome
 
     # -- configuration -------------------------------------------------------------------------
@@ -92,6 +93,16 @@ class CommitService:
             self.restored = True
             self.load()
         self.publish(self.steering())
+
+    def publish_if_moved(self) -> None:
+        """Publish only when some record's weights (or their origin) changed: a new snapshot
+        empties every decision and replay cache, and a converged controller stands still.
+        ``/commit`` always has the latest figures; explain's are as of the last move."""
+        current = self.steering()
+        signature = {k: (s.weights, s.mode, s.origin) for k, s in current.items()}
+        if signature != self.published:
+            self.published = signature
+            self.publish(current)
 
     def steering(self) -> dict[Key, Steering]:
         return {k: c.steering for k, c in self.records.items() if c.steering is not None}
@@ -139,7 +150,7 @@ class CommitService:
                 controller.tick(now)
                 ticked.append(key)
         if ticked:
-            self.publish(self.steering())
+            self.publish_if_moved()
             self.save()
         return ticked
 
