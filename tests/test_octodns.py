@@ -262,3 +262,43 @@ def test_check_shows_warnings_next_to_problems(tmp_path):
     assert done.returncode == 1
     assert "warning: " in done.stderr and 'record "u": URLFWD' in done.stderr
     assert "1 problem(s) found" in done.stderr
+
+
+DYNAMIC = """\
+content:
+  type: CNAME
+  value: origin.example.com.
+  dynamic:
+    pools:
+      a: {values: [{value: a.cdn.example.net.}]}
+    rules:
+      - pool: a
+"""
+
+
+def test_gslb_block_may_live_under_octodns_where_octodns_sync_keeps_it(tmp_path):
+    write_zone(tmp_path, "example.com", DYNAMIC + "  octodns: {gslb: {answers: 1, sticky: true}}\n")
+    config, errors = load_config(tmp_path)
+    assert errors == []
+    record = config.zones[to_wire("example.com.")].nodes[to_wire("content.example.com.")]
+    assert record.dynamic[5].options.sticky is True
+
+
+@pytest.mark.parametrize(
+    ("extra", "reason"),
+    [
+        ("  gslb: {answers: 1}\n  octodns: {gslb: {sticky: true}}\n", "give the gslb block once"),
+        ("  octodns: {gslb: {bogus: 1}}\n", "gslb: unknown key"),
+    ],
+)
+def test_gslb_block_under_octodns_is_checked_the_same(tmp_path, extra, reason):
+    write_zone(tmp_path, "example.com", DYNAMIC + extra)
+    config, errors = load_config(tmp_path)
+    assert config is None and any(reason in e for e in errors), errors
+
+
+def test_gslb_block_under_octodns_on_a_static_record_is_an_error(tmp_path):
+    text = "www:\n  type: A\n  value: 192.0.2.1\n  octodns: {gslb: {answers: 2}}\n"
+    write_zone(tmp_path, "example.com", text)
+    config, errors = load_config(tmp_path)
+    assert config is None and any("only applies to dynamic records" in e for e in errors)

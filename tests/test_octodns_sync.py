@@ -38,6 +38,21 @@ SOURCE = """\
     values: [ns1.example.com., ns2.example.com.]
   - type: ALIAS
     value: www.example.com.
+pool:
+  dynamic:
+    pools:
+      all:
+        values:
+        - value: 192.0.2.31
+        - value: 192.0.2.32
+        - value: 192.0.2.33
+    rules:
+    - pool: all
+  octodns:
+    gslb:
+      answers: 2
+  type: A
+  value: 192.0.2.30
 www:
   type: A
   values: [{www}]
@@ -113,6 +128,9 @@ def run_workflow(tmp_path: Path, geo_db: Path, split: bool) -> None:
     with ServerThread(zones, geo_db, watch_interval=0.05) as server:
         assert addresses(server, "www.example.com") == {"192.0.2.10"}
         assert addresses(server, "example.com") == {"192.0.2.10"}  # ALIAS at the apex
+        # a dynamic record's gslb block survives octodns-sync as octodns.gslb
+        pool = addresses(server, "pool.example.com")
+        assert len(pool) == 2 and pool < {"192.0.2.31", "192.0.2.32", "192.0.2.33"}
         serial = server.app.config.zones[b"\x07example\x03com\x00"].serial
 
         text = SOURCE.format(www="192.0.2.11, 192.0.2.12") + HTTPS

@@ -29,6 +29,7 @@ from gslb.config.model import (
     Rule,
     Target,
 )
+from gslb.config.octodns import gslb_block as octodns_gslb_block
 from gslb.config.values import hostname, ipv4, ipv6
 from gslb.health.spec import CheckSpec, from_octodns, parse_check
 from gslb.rum.config import parse_rum, with_rum
@@ -214,7 +215,10 @@ class _Parser:
         pools, fallbacks = self.pools(dynamic.get("pools"))
         rules = self.rules(dynamic.get("rules"), pools)
         self.unused_pools(pools, fallbacks, dynamic.get("rules"))
-        gslb = self.gslb_block(data.get("gslb"))
+        raw, problem = octodns_gslb_block(data)
+        if problem:
+            self.error(problem)
+        gslb = self.gslb_block(raw)
         options = self.options(gslb)
         in_pools = {value.value for values in pools.values() for value in values}
         extras = self.targets(gslb.get("targets"), in_pools, set(origin))

@@ -31,7 +31,7 @@ from gslb.config.names import (
     to_text,
     to_wire,
 )
-from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd
+from gslb.config.octodns import RecordPolicy, check_geo, check_name, check_urlfwd, gslb_block
 from gslb.config.records import MAX_TTL, TYPE_NAMES, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
@@ -302,7 +302,7 @@ class ZoneBuilder:
         if "dynamic" in record:
             self.add_dynamic(node, key, where, rtype_name, rtype.code, ttl, record)
             return
-        if "gslb" in record:
+        if gslb_block(record)[0] is not None:
             self.error(where, "the gslb block only applies to dynamic records")
         rdatas = self.values(where, rtype_name, record)
         if rdatas is not None and ttl is not None:

@@ -114,3 +114,17 @@ def check_urlfwd(record: Mapping) -> list[str]:
                 problems.append(f'unrecognized {key} "{item[key]}"')
         problems += [f"missing {key}" for key in ("path", "target") if key not in item]
     return problems
+
+
+def gslb_block(record: Mapping) -> tuple[Any, str | None]:
+    """The record's ``gslb:`` block, written at the top level or as ``octodns: {gslb: ...}``.
+
+    octoDNS drops record keys it does not know when it writes a provider, so a ``gslb:``
+    block would not survive ``octodns-sync``; its ``octodns:`` block is kept whole (it holds
+    every provider's own settings), so ``octodns.gslb`` does. Returns (block, problem)."""
+    top = record.get("gslb")
+    block = record.get("octodns")
+    nested = block.get("gslb") if isinstance(block, Mapping) else None
+    if top is not None and nested is not None:
+        return top, "give the gslb block once: top-level gslb or octodns.gslb, not both"
+    return (top if top is not None else nested), None
