@@ -60,3 +60,52 @@ def test_rum_panel_is_left_out_without_rum_records(tmp_path, geo_db):
     with ServerThread(tmp_path, geo_db) as server:
         text = http(server, "/").text
     assert 'id="rum"' not in text and "Real-user measurements" not in text
+
+
+def fleet_page(server: ServerThread) -> str:
+    reply = http(server, "/?refresh=0")
+    assert reply.status == 200
+    return " ".join(re.sub(r"<[^>]+>", " ", reply.text).split())
+
+
+def test_fleet_nodes_regions_and_digests_on_a_real_engine(tmp_path, geo_db, edge_thread):
+    """Two gslb nodes in two regions on one real nats-server: the page of each shows both
+    regions' columns, the whole fleet's verdict, both nodes and whether their digests match."""
+    from gslb.fleet.config import FleetSettings
+    from tests.natscluster import NatsCluster
+    from tests.test_web import checked_zone
+
+    zones = {name: tmp_path / f"zones-{name}" for name in "ab"}
+    for directory in zones.values():
+        checked_zone(directory, edge_thread.edge.port)
+    with NatsCluster(tmp_path / "nats", size=1) as nats:
+
+        def node(name: str, region: str) -> ServerThread:
+            settings = FleetSettings(nats.urls, name, region, refresh=0.5, replicas=1)
+            return ServerThread(zones[name], geo_db, fleet=settings,
+                                state_dir=tmp_path / f"state-{name}")  # fmt: skip
+
+        with node("a", "EU") as a, node("b", "NA") as b:
+
+            def both_seen() -> str | None:
+                text = fleet_page(a)
+                return text if re.search(r"Node Region Config .* a EU .* b NA", text) else None
+
+            text = wait_until(both_seen, timeout=20, what="both nodes on a's page")
+            assert "fleet engine connected" in text
+            assert text.count("same as this node") == 2
+            cells = re.findall(r'data-region="([^"]+)"', http(a, "/").text)
+            assert {"EU", "NA", "whole fleet"} <= set(cells)
+            # b loads other zone files: a's page flags it
+            (zones["b"] / "example.com.yaml").write_text(
+                (zones["b"] / "example.com.yaml").read_text()
+                + "extra:\n  type: A\n  value: 192.0.2.7\n"
+            )
+            assert b.call(b.app.reload()).ok
+
+            def flagged() -> str | None:
+                text = fleet_page(a)
+                return text if "DIFFERENT from this node" in text else None
+
+            text = wait_until(flagged, timeout=20, what="b's new digest on a's page")
+            assert re.search(r"b NA \w{12} DIFFERENT from this node", text), text
