@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gslb.commit.ledger import Ledger
 from gslb.commit.service import CommitService
 from gslb.config.load import load_config
 
@@ -218,3 +220,13 @@ def test_a_controller_that_stands_still_publishes_nothing_new(tmp_path):
     count = len(published)
     feed_hours(svc, clock, 0.25, a=9e8, b=1e8)  # new measurements that move the weights
     assert len(published) > count
+
+
+@pytest.mark.parametrize("length", [0.0, 2.2e-309, 0.5, 86400.5])
+def test_a_feed_interval_too_short_or_too_long_is_invalid(length):
+    """A subnormal length once made the byte rate infinite (found by hypothesis)."""
+    ledger = Ledger(bytes_per_unit=1.0, feed_stale=600.0)
+    ledger.ensure("cdn-a", (0.0, 30 * 86400.0))
+    start = 3600.0
+    assert ledger.add_feed("cdn-a", start, start + length, 1e9, now=start + 90000.0) == "invalid"
+    assert ledger.delivered("cdn-a", start + 90000.0)[0] == 0.0

@@ -21,8 +21,9 @@ from typing import Any
 from gslb.commit.contract import SAMPLE_SECONDS
 
 FUTURE_SLACK = 120.0  # seconds a feed interval may end after our clock (clock skew)
-MAX_INTERVAL = 86400.0
-CALIBRATION_SLOTS = 12  # a feed item longer than a day is refused: too coarse to pace with
+MAX_INTERVAL = 86400.0  # a feed item longer than a day is refused: too coarse to pace with
+MIN_INTERVAL = 1.0  # billing feeds report whole seconds; shorter would make the rate absurd
+CALIBRATION_SLOTS = 12
 REASONS = ("accepted", "duplicate", "overlap", "unknown-target", "ambiguous-target", "future",
            "previous-period", "invalid")  # fmt: skip
 
@@ -108,7 +109,7 @@ class Ledger:
             return "unknown-target"
         if not (math.isfinite(start) and math.isfinite(end) and math.isfinite(amount)):
             return "invalid"
-        if end <= start or amount < 0 or end - start > MAX_INTERVAL:
+        if not MIN_INTERVAL <= end - start <= MAX_INTERVAL or amount < 0:
             return "invalid"
         if end > now + FUTURE_SLACK:
             return "future"
