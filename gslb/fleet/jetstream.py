@@ -58,6 +58,7 @@ OBS, NODES, OVERRIDES = "gslb_obs", "gslb_node", "gslb_ovr"
 HISTORY = {OBS: 1, NODES: 1, OVERRIDES: 16}
 MARKER_TTL = 30  # seconds an expiry marker stays (watchers learn a key expired)
 MAX_PENDING = 10000  # observations held for nodes whose heartbeat has not arrived yet
+STOP_TIMEOUT = 3.0  # seconds for the tasks, then as long for the connection, to stop
 
 
 class JetStreamEngine:
@@ -102,17 +103,24 @@ class JetStreamEngine:
         self._task = asyncio.create_task(self._run(), name="gslb-fleet-engine")
 
     async def stop(self) -> None:
+        """Cancel every task and close the connection, bounded in time whatever the client
+        library does with a cancellation (a stop must never hang the server's shutdown)."""
         tasks = [t for t in (self._task, *self._tasks) if t is not None]
         for task in tasks:
             task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        if tasks:
+            await asyncio.wait(tasks, timeout=STOP_TIMEOUT)
         self._tasks.clear()
         self.ready = False
         nc, self.nc = self.nc, None
         if nc is not None:
-            with contextlib.suppress(Exception):
-                async with asyncio.timeout(self.settings.op_timeout):
-                    await nc.close()
+            closing = asyncio.create_task(nc.close(), name="gslb-fleet-close")
+            done, _ = await asyncio.wait({closing}, timeout=STOP_TIMEOUT)
+            if not done:
+                closing.cancel()
+                log.warning("fleet: the engine connection did not close in %.0f s", STOP_TIMEOUT)
+            elif not closing.cancelled() and closing.exception() is not None:
+                log.debug("fleet: closing the engine connection: %r", closing.exception())
 
     def set_config_digest(self, digest: str) -> None:
         self.digest = digest
