@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gslb.commit.contract import Contract, Period
-from gslb.commit.controller import Loop, TargetInput, plan
+from gslb.commit.controller import MIN_OBSERVED, Loop, TargetInput, plan
 
 PERIOD = Period(0.0, 30 * 86400)
 
@@ -107,7 +107,9 @@ def test_loop_steps_are_bounded_monotone_and_converge(raw, biases, max_step, gai
         assert max(abs(after[n] - before[n]) for n in names) <= max_step + 1e-9
         assert sum(after.values()) == pytest.approx(1.0)
         now = max(abs(after[n] - ideal_weights[n]) for n in names)
-        assert now <= distance + 1e-9, "never moves away from the fixed point (no oscillation)"
+        # A target whose share falls under MIN_OBSERVED stops teaching its bias, so the loop's
+        # own fixed point may drift by that much; an oscillation would be max_step-sized.
+        assert now <= distance + MIN_OBSERVED, "never moves away from the fixed point"
         distance = now
     delivered = deliver(loop.weights, bias)
     assert max(abs(delivered[n] - want[n]) for n in names) < 0.01

@@ -33,6 +33,7 @@ from gslb.commit.contract import Contract
 
 DEADBAND = 1e-4  # do not move weights for less than one weight unit (1/10000)
 BIAS_SMOOTHING = 0.5  # weight of a new bias measurement (log space)
+MIN_OBSERVED = 1e-3  # answer shares below this teach no bias (too few answers to measure)
 SATURATED = 0.95  # answer share above which a target is "given all it can take"
 SHORT = 0.01  # ... and delivered share this far below plan: infeasible
 NEGLIGIBLE = 0.001  # a shortfall under 0.1 % of the commit is rounding, not infeasibility
@@ -186,7 +187,7 @@ class Loop:
         """Learn the bias from one window: the answer shares in force and the delivered
         shares that came of them (both sum to 1 over the same targets)."""
         for target, answer_share in offered.items():
-            if answer_share < 1e-3 or target not in self.weights:
+            if answer_share < MIN_OBSERVED or target not in self.weights:
                 continue
             share = max(delivered.get(target, 0.0), 1e-4 * answer_share)
             measured = math.log(share / answer_share)
