@@ -33,7 +33,7 @@ from gslb.commit.contract import Contract
 
 DEADBAND = 1e-4  # do not move weights for less than one weight unit (1/10000)
 BIAS_SMOOTHING = 0.5  # weight of a new bias measurement (log space)
-MIN_OBSERVED = 1e-3  # answer shares below this teach no bias (too few answers to measure)
+MIN_OBSERVED = 1e-4  # answer shares below one weight unit teach no bias (nothing to measure)
 SATURATED = 0.95  # answer share above which a target is "given all it can take"
 SHORT = 0.01  # ... and delivered share this far below plan: infeasible
 NEGLIGIBLE = 0.001  # a shortfall under 0.1 % of the commit is rounding, not infeasibility
