@@ -18,7 +18,6 @@ hundred bytes each).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from array import array
@@ -27,6 +26,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from gslb.stats import merge
+from gslb.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +236,4 @@ class HistorySampler:
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)

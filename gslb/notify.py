@@ -13,12 +13,13 @@ take the DNS server down.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
 import socket
 import time
 from collections.abc import Mapping
+
+from gslb.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -88,10 +89,7 @@ class Notifier:
 
     async def stop_watchdog(self) -> None:
         task, self._watchdog = self._watchdog, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _ping(self, interval: float) -> None:
         while True:

@@ -13,12 +13,12 @@ looked the same for ``settle`` seconds.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from gslb.config.sources import SPLIT_EXTENSION, watched_files
+from gslb.tasks import stop_task
 
 log = logging.getLogger(__name__)
 
@@ -65,10 +65,7 @@ class ZoneWatcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)
 
     async def _run(self) -> None:
         while True:

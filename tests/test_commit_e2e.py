@@ -14,41 +14,16 @@ import uuid
 import dns.message
 import pytest
 
+from tests.commit_zones import A, B, commit_zone
 from tests.server import ServerThread
 from tests.test_web import http, metric, scrape
 
 pytestmark = pytest.mark.timeout(60)
 TOKEN = f"tok-{uuid.uuid4().hex}"
-A, B = "cdn-a.example.net.", "cdn-b.example.net."
 
 
 def zone(start: float) -> str:
-    return f"""\
-'':
-  - type: NS
-    values: [ns1.example.com.]
-ns1:
-  type: A
-  value: 192.0.2.53
-content:
-  type: CNAME
-  ttl: 30
-  value: origin.example.com.
-  dynamic:
-    pools:
-      all:
-        values:
-          - {{value: {A}, weight: 50}}
-          - {{value: {B}, weight: 50}}
-    rules:
-      - pool: all
-  gslb:
-    commit: {{interval: 3600, max_step: 0.5, gain: 1.0}}
-    targets:
-      {A}:
-        commit: {{volume: 100PB, period: 30d, start: {start}, price: 0.004, overage: 0.006}}
-      {B}: {{cost: 0.002}}
-"""
+    return commit_zone(start, "interval: 3600, max_step: 0.5, gain: 1.0", "100PB", "30d")
 
 
 @pytest.fixture(scope="module")

@@ -15,39 +15,15 @@ from hypothesis import strategies as st
 from gslb.commit.ledger import Ledger
 from gslb.commit.service import CommitService
 from gslb.config.load import load_config
+from tests.commit_zones import A, B, commit_zone
 
-A, B = "cdn-a.example.net.", "cdn-b.example.net."
 KEY = ("content.example.com.", 5)
 START = 1_764_547_200.0  # 2025-12-01, Monday
 
 
 def zone(start: float = START, step: float = 0.05, commit: str = "300GB") -> str:
-    return f"""\
-'':
-  - type: NS
-    values: [ns1.example.com.]
-ns1:
-  type: A
-  value: 192.0.2.53
-content:
-  type: CNAME
-  ttl: 30
-  value: origin.example.com.
-  dynamic:
-    pools:
-      all:
-        values:
-          - {{value: {A}, weight: 50}}
-          - {{value: {B}, weight: 50}}
-    rules:
-      - pool: all
-  gslb:
-    commit: {{interval: 300, max_step: {step}, feed_stale: 900}}
-    targets:
-      {A}:
-        commit: {{volume: {commit}, period: 7d, start: {start}, price: 0.004, overage: 0.006}}
-      {B}: {{cost: 0.002}}
-"""
+    controller = f"interval: 300, max_step: {step}, feed_stale: 900"
+    return commit_zone(start, controller, commit, "7d")
 
 
 class Clock:

@@ -10,11 +10,12 @@ signed TTLs are capped at one day, well below that (validators cap TTLs at expir
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass
 from typing import Protocol
+
+from gslb.tasks import stop_task
 
 DAY = 86400
 BEFORE_DAYS = 1
@@ -72,7 +73,4 @@ class WindowClock:
 
     async def stop(self) -> None:
         task, self.task = self.task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_task(task)

@@ -43,7 +43,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from gslb.config.model import DynamicRecord
-from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges
+from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges, merge_equal
 from gslb.policy.rules import Match, RuleIndex
 
 ASK_CLASS = 0  # class 0 of every table: take the step-by-step path
@@ -194,11 +194,13 @@ class Classifier:
                     last = klass
             yield None
         self.overlay_subnets(geo, out_starts, out_classes)
-        merged_starts, merged_classes = merge(out_starts, out_classes)
+        merged_starts, merged_classes = merge_equal(out_starts, out_classes)
         rules = None
         if self.proximity:
             rule_of = [-1 if k is None else k.index for k in self.classes]
-            rule_starts, rule_indices = merge(merged_starts, [rule_of[c] for c in merged_classes])
+            rule_starts, rule_indices = merge_equal(
+                merged_starts, [rule_of[c] for c in merged_classes]
+            )
             if self.seed_rules:  # no rules step: the rule never depends on the client
                 rule_starts, rule_indices = [0], [self.rules.catch_all]
             rules = FamilyTable(geo.bits, geo.shift, array(starts.typecode, rule_starts),
@@ -255,17 +257,6 @@ def trim_heap() -> None:
     keeps it otherwise, about 50 MB per process on the shipped database. Best effort."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None).malloc_trim(0)
-
-
-def merge(starts, classes) -> tuple[list[int], list[int]]:
-    out_starts, out_classes = [], []
-    last = None
-    for start, klass in zip(starts, classes, strict=True):
-        if klass != last:
-            out_starts.append(start)
-            out_classes.append(klass)
-            last = klass
-    return out_starts, out_classes
 
 
 class Compiler:

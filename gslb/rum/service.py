@@ -10,7 +10,6 @@ round is synchronous CPU work bounded by the store's size limits.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from collections.abc import Callable
@@ -21,6 +20,7 @@ from gslb.rum.ingest import Ingest, Limits
 from gslb.rum.network import AsnDB
 from gslb.rum.snapshot import Snapshot
 from gslb.rum.store import Store
+from gslb.tasks import stop_task
 
 log = logging.getLogger("gslb.rum")
 
@@ -71,11 +71,8 @@ class RumService:
         self._task = asyncio.get_running_loop().create_task(self._run(), name="gslb-rum")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        task, self._task = self._task, None
+        await stop_task(task)
 
     async def _run(self) -> None:
         while True:
