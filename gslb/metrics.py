@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
 from dnslib import QTYPE, RCODE, DNSRecord
@@ -194,6 +194,8 @@ class StateCollector(Collector):
         yield self._targets(config)
         if self.app.fleet is not None:
             yield from fleet_metrics(self.app.fleet)
+        if getattr(self.app, "web", None) is not None:
+            yield admin_requests(self.app.web.admin_requests)
 
     def _config(self, config: Any) -> Iterator[Metric]:
         info = GaugeMetricFamily(
@@ -239,6 +241,17 @@ class StateCollector(Collector):
             for key in sorted(config.checks):
                 up.add_metric([key], 1.0 if view.effective(key) == "up" else 0.0)
         return up
+
+
+def admin_requests(counts: Mapping[tuple[str, int], int]) -> Metric:
+    requests = CounterMetricFamily(
+        "gslb_admin_requests",
+        "Requests under /admin/ by endpoint and HTTP status (refused ones included).",
+        labels=("endpoint", "code"),
+    )
+    for (endpoint, code), count in sorted(counts.items()):
+        requests.add_metric([endpoint, str(code)], count)
+    return requests
 
 
 FLEET_COUNTERS = (

@@ -159,6 +159,31 @@ def test_unknown_check_is_404_and_unknown_action_too(server):
     assert post(server, f"/admin/targets/{quoted(key)}/explode").status == 404
 
 
+def test_every_admin_request_is_counted_by_endpoint_and_code(server):
+    """Refusals too: a script with a wrong token or an unknown target shows in /metrics."""
+
+    def count(endpoint: str, code: int) -> float:
+        name = "gslb_admin_requests_total"
+        return metric(scrape(server), name, endpoint=endpoint, code=str(code))
+
+    before = {
+        (e, c): count(e, c)
+        for e, c in (("reload", 403), ("reload", 401), ("targets", 404), ("reload", 200))
+    }
+    post(server, "/admin/reload", token="not-" + TOKEN)
+    post(server, "/admin/reload", token=None)
+    post(server, "/admin/targets/tcp%3A%2F%2F192.0.2.1%3A1/down")
+    post(server, "/admin/targets/tcp%3A%2F%2F192.0.2.1%3A1/down")
+    post(server, "/admin/reload")
+    assert count("reload", 403) == before["reload", 403] + 1
+    assert count("reload", 401) == before["reload", 401] + 1
+    assert count("targets", 404) == before["targets", 404] + 2
+    assert count("reload", 200) == before["reload", 200] + 1
+    unknown = count("unknown", 404)
+    post(server, "/admin/no-such-thing")
+    assert count("unknown", 404) == unknown + 1
+
+
 # -- measurements -----------------------------------------------------------------------------
 
 

@@ -13,6 +13,7 @@ Admin status codes: 401 no credentials, 403 wrong token or admin disabled, 404 u
 
 from __future__ import annotations
 
+import collections
 import functools
 import hmac
 import ipaddress
@@ -49,6 +50,15 @@ MEASUREMENT_KEYS = {"check", "latency_ms", "success_ratio", "ttl"}
 DEFAULT_MEASUREMENT_TTL = 60.0
 
 
+def admin_endpoint(request: web.Request) -> str:
+    """A bounded metrics label: the matched route's first part after /admin/, else "unknown"."""
+    resource = request.match_info.route.resource
+    canonical = resource.canonical if resource is not None else ""
+    if not canonical.startswith("/admin/"):
+        return "unknown"
+    return canonical.removeprefix("/admin/").split("/", 1)[0] or "unknown"
+
+
 def json_response(data: Any, status: int = 200, **kwargs: Any) -> web.Response:
     dumps = functools.partial(json.dumps, indent=2, default=str)
     return web.json_response(data, status=status, dumps=dumps, **kwargs)
@@ -63,6 +73,9 @@ class WebServer:
         self.app = app
         self.runner: web.AppRunner | None = None
         self.console = Console(app)  # the status page at /; features add panels to it
+        # /admin/ requests by endpoint (the path's first part after /admin/) and status code,
+        # refused ones included: a script hammering a wrong token or an unknown target shows.
+        self.admin_requests: collections.Counter[tuple[str, int]] = collections.Counter()
 
     def routes(self) -> web.Application:
         application = web.Application(middlewares=[self.admin_auth], client_max_size=64 * 1024)
@@ -176,9 +189,20 @@ class WebServer:
 
     @web.middleware
     async def admin_auth(self, request: web.Request, handler: Handler) -> web.StreamResponse:
-        """Bearer token on /admin/: 401 without credentials, 403 when wrong or not configured."""
+        """Bearer token on /admin/: 401 without credentials, 403 when wrong or not configured.
+        Every admin request is counted by endpoint and status code."""
         if not request.path.startswith("/admin/"):
             return await handler(request)
+        endpoint = admin_endpoint(request)
+        try:
+            response = await self.authorised(request, handler)
+        except web.HTTPException as exc:
+            self.admin_requests[endpoint, exc.status] += 1
+            raise
+        self.admin_requests[endpoint, response.status] += 1
+        return response
+
+    async def authorised(self, request: web.Request, handler: Handler) -> web.StreamResponse:
         token = self.app.admin_token
         if not token:
             return error(403, ADMIN_HOWTO)
