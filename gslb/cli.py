@@ -1,4 +1,5 @@
-"""Command line: ``gslb serve | check | explain | simulate`` and ``gslb --version``.
+"""Command line: ``gslb serve | check | explain | simulate | dnssec | fleet | ctl`` and
+``gslb --version``.
 
 Thin on purpose: parse flags, call the rooms that do the work, turn results into exit codes.
 """

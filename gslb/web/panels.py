@@ -11,7 +11,8 @@ import time
 from html import escape
 from typing import Any
 
-RUM_LEVELS = ("prefix", "asn", "country", "continent", "global")
+from gslb.rum.config import LEVELS
+
 TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
 
 
@@ -56,13 +57,13 @@ def decisions_table(status: dict) -> str:
     names = sorted({key.rsplit(" ", 1)[0] for key in (*decisions, *changes)})
     if not names:
         return "<p>No level has enough measurements to decide yet: every CDN passes.</p>"
-    heads = "".join(f'<th scope="col" class="num">{level}</th>' for level in RUM_LEVELS)
+    heads = "".join(f'<th scope="col" class="num">{level}</th>' for level in LEVELS)
     rows = []
     for name in names:
         cells = "".join(
-            f'<td class="num">{decisions.get(f"{name} {level}", 0)}</td>' for level in RUM_LEVELS
+            f'<td class="num">{decisions.get(f"{name} {level}", 0)}</td>' for level in LEVELS
         )
-        flaps = sum(changes.get(f"{name} {level}", 0) for level in RUM_LEVELS)
+        flaps = sum(changes.get(f"{name} {level}", 0) for level in LEVELS)
         rows.append(
             f'<tr><th scope="row">{escape(name)}</th>{cells}<td class="num">{flaps}</td></tr>'
         )
