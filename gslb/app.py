@@ -197,6 +197,8 @@ class App:
         self.prober = Prober(source=self.settings.probe_source)
         self.fleet = self.make_fleet(self.prober)
         self.prober.on_change = self.fleet.on_local
+        if self.settings.fleet is not None:  # RUM aggregates shared (gslb.rum.fleet)
+            self.rum.attach(self.fleet)
         self.metrics.attach(self.prober.events)
         self.prober.events.transition.append(log_transition)
         self.prober.events.transition.append(self.history.timeline.on_transition)

@@ -10,6 +10,7 @@ from typing import Any
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from gslb.rum.fleet import FLEET_REASONS
 from gslb.rum.ingest import BEACON_REASONS, SAMPLE_REASONS
 from gslb.rum.store import PARENTS
 
@@ -40,6 +41,14 @@ class RumCollector(Collector):
         for result in ("accepted", "rejected"):
             bulk.add_metric([result], ingest.bulk.get(result, 0))
         yield bulk
+        fleet = CounterMetricFamily(
+            "gslb_rum_fleet_values",
+            "Peers' RUM aggregates received through the fleet: accepted or the refusal reason.",
+            labels=("result",),
+        )
+        for result in ("accepted", *FLEET_REASONS):
+            fleet.add_metric([result], service.fleet_values.get(result, 0))
+        yield fleet
         yield from self._store(service)
 
     def _store(self, service: Any) -> Iterator[Metric]:

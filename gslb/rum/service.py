@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
+from gslb.rum import fleet as rum_fleet
 from gslb.rum.decide import Decider
 from gslb.rum.ingest import Ingest, Limits
 from gslb.rum.network import AsnDB
@@ -60,11 +62,20 @@ class RumService:
         self._task: asyncio.Task | None = None
         self.rounds = 0
         self.last_round_seconds = 0.0
+        self.channel: Any = None  # the fleet's ``rum`` channel, once attached
+        # record -> node -> (own time bucket on arrival, checked entries): peers' aggregates
+        self.peers: dict[tuple[str, int], dict[str, tuple[int, list]]] = {}
+        self.fleet_values: Counter[str] = Counter()  # peers' values: accepted or why refused
 
     def configure(self, config: Any) -> None:
         """After every (re)load: which records are steered by RUM, with which options."""
         self.records = rum_records(config)
+        before = dict(self.store.tables)
         self.store.configure({key: options for key, (options, _) in self.records.items()})
+        # peers' aggregates stay only for tables kept as they were (same window and metric)
+        self.peers = {
+            r: by for r, by in self.peers.items() if self.store.tables.get(r) is before.get(r)
+        }
         self.ingest.configure(self.records)
 
     def start(self) -> None:
@@ -86,7 +97,10 @@ class RumService:
         """One round: decisions from the store; published when anything differs."""
         started = time.perf_counter()
         records = {key: (options, len(targets)) for key, (options, targets) in self.records.items()}
-        snapshot = self.decider.build(self.store, records, self.clock(), self.wall())
+        now = self.clock()
+        self.share(now)
+        store = rum_fleet.merged(self.store, self.peers, now) if self.peers else self.store
+        snapshot = self.decider.build(store, records, now, self.wall())
         signature = _signature(snapshot)
         self.latest = snapshot
         self.rounds += 1
@@ -96,6 +110,41 @@ class RumService:
             self.snapshot = snapshot
             self.publish(snapshot)
         return self.snapshot
+
+    # -- the fleet -----------------------------------------------------------------------------
+
+    def attach(self, fleet: Any) -> None:
+        """Share this node's aggregates with the fleet and decide on everyone's."""
+        self.channel = fleet.channel(rum_fleet.CHANNEL, self.on_peer, ttl=rum_fleet.TTL)
+
+    def share(self, now: float) -> None:
+        """Publish the own aggregates of every record that got samples since last round."""
+        if self.channel is None:
+            return
+        for record, table in self.store.tables.items():
+            if table.dirty:
+                self.channel.publish(f"{record[0]}|{record[1]}",
+                                     rum_fleet.encode_table(record, table, now))  # fmt: skip
+
+    def on_peer(self, node: str, name: str, data: Any) -> None:
+        """A peer's aggregates of one record (None: withdrawn or expired with its node)."""
+        record_name, _, rtype = name.rpartition("|")
+        record = (record_name, int(rtype)) if rtype.isdigit() else None
+        if data is None:
+            self.peers.get(record, {}).pop(node, None)
+            return
+        table = self.store.tables.get(record) if record is not None else None
+        if table is None:
+            self.fleet_values["unknown-record"] += 1
+            return
+        try:
+            entries = rum_fleet.decode(data, self.records[record][1], table.width, table.metric)
+        except rum_fleet.Refused as why:
+            self.fleet_values[str(why)] += 1
+            log.warning("rum: %s's aggregates of %s refused: %s", node, name, why)
+            return
+        self.fleet_values["accepted"] += 1
+        self.peers.setdefault(record, {})[node] = (int(self.clock() // table.width), entries)
 
     def status(self) -> dict[str, Any]:
         snap = self.snapshot
@@ -109,6 +158,10 @@ class RumService:
             "snapshot": None
             if snap is None
             else {"serial": snap.serial, "built_at": snap.built_at},
+            "fleet": {
+                "peers": sorted({n for by in self.peers.values() for n in by}),
+                "values": dict(self.fleet_values),
+            },
             "last_round_seconds": round(self.last_round_seconds, 4),
             "resolver_links": {
                 "seen": self.ingest.resolvers.seen_total,
