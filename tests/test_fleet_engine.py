@@ -136,8 +136,9 @@ def test_fleet_settings_collect_every_problem(tmp_path):
 
 
 def test_a_channel_shares_other_data_and_rejects_bad_values(zones, geo_db, tmp_path):
-    """RUM or commit data joins through the same layer: each node's own keys, peers called
-    back, withdrawn and expired values reported, bad envelopes counted."""
+    """Other data (RUM, commits; here a made-up "example" channel) joins through the same
+    layer: each node's own keys, peers called back, withdrawn and expired values reported,
+    bad envelopes counted."""
     nats = NatsCluster(tmp_path / "nats", size=1).start()
     try:
         with fleet_server(zones, geo_db, nats.urls, "b", tmp_path) as b:
@@ -147,7 +148,7 @@ def test_a_channel_shares_other_data_and_rejects_bad_values(zones, geo_db, tmp_p
                 seen: list[tuple] = []
 
                 async def open_channel(server, on_value, ttl=None):
-                    return server.app.fleet.channel("rum", on_value, ttl=ttl)
+                    return server.app.fleet.channel("example", on_value, ttl=ttl)
 
                 b.call(open_channel(b, lambda *value: seen.append(value)))
                 channel = a.call(open_channel(a, lambda *value: None, ttl=2))
@@ -155,8 +156,8 @@ def test_a_channel_shares_other_data_and_rejects_bad_values(zones, geo_db, tmp_p
                 wait_until(lambda: ("a", "content/AS-JP", {"p50": 41.5}) in seen, timeout=10)
                 a.loop.call_soon_threadsafe(channel.withdraw, "content/AS-JP")
                 wait_until(lambda: seen[-1] == ("a", "content/AS-JP", None), timeout=10)
-                asyncio.run(_put(nats.urls, "gslb_rum", "a.0000", b"[1, 2"))
-                wait_until(lambda: counters(b).get("rejected:rum:malformed"), timeout=10)
+                asyncio.run(_put(nats.urls, "gslb_example", "a.0000", b"[1, 2"))
+                wait_until(lambda: counters(b).get("rejected:example:malformed"), timeout=10)
                 a.loop.call_soon_threadsafe(channel.publish, "k2", [1, 2, 3])
                 wait_until(lambda: ("a", "k2", [1, 2, 3]) in seen, timeout=10)
             finally:
