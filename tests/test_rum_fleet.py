@@ -84,7 +84,7 @@ def test_a_peers_table_round_trips_and_bad_values_are_refused_by_reason():
         store.add(RECORD, net, "a.cdn.test.", table.metric, True, ms, now=100.0)
     data = rum_fleet.encode_table(RECORD, table, 100.0)
     targets = frozenset(CDNS)
-    entries = rum_fleet.decode(data, targets, table.width, table.metric)
+    entries = rum_fleet.decode(data, targets, table)
     other = local_store()
     merged = rum_fleet.merged(other, {RECORD: {"a": (int(100.0 // table.width), entries)}}, 100.0)
     entry = merged.tables[RECORD].levels["prefix"][1]
@@ -95,9 +95,18 @@ def test_a_peers_table_round_trips_and_bad_values_are_refused_by_reason():
         "other-options": dict(data, window=30.0),
         "unknown-target": {**data, "entries": [[*data["entries"][0][:4], {"x.cdn.test.": []}]]},
     }
+    first = data["entries"][0]
+    for broken in (
+        [first[0], first[1], [{"x": 1}, None, None, None], first[3], first[4]],  # parent
+        [first[0], first[1], first[2], [[{"x": 1}, 0]], first[4]],  # source
+        [first[0], {"k": 1}, first[2], first[3], first[4]],  # key
+        [*first[:4], {"a.cdn.test.": [[0, 1, 1, 1, 1, {"\u00b2": 1}]]}],  # histogram bin
+        [*first[:4], {"a.cdn.test.": [[0, -1, 1, 1, 1, {}]]}],  # negative count
+    ):
+        bad[f"malformed {len(bad)}"] = {**data, "entries": [broken]}
     for reason, value in bad.items():
-        with pytest.raises(rum_fleet.Refused, match=reason):
-            rum_fleet.decode(value, targets, table.width, table.metric)
+        with pytest.raises(rum_fleet.Refused, match=reason.split()[0]):
+            rum_fleet.decode(value, targets, table)
 
 
 def test_a_peers_refused_value_is_counted_and_a_stopped_peer_ages_out():

@@ -64,11 +64,11 @@ def _entry(level: str, key: Any, entry: Entry, current: int) -> list[Any] | None
     return [level, key, list(entry.parents), sources, series]
 
 
-def decode(data: Any, targets: frozenset[str], width: float, metric: str) -> list[list[Any]]:
+def decode(data: Any, targets: frozenset[str], table: Table) -> list[list[Any]]:
     """A peer's value checked as a whole (``Refused`` with the reason)."""
     if not isinstance(data, dict) or not isinstance(data.get("entries"), list):
         raise Refused("malformed")
-    if data.get("window") != width * SLOTS or data.get("metric") != metric:
+    if data.get("window") != table.window or data.get("metric") != table.metric:
         raise Refused("other-options")
     if len(data["entries"]) > MAX_ENTRIES:
         raise Refused("oversized")
@@ -79,9 +79,11 @@ def _check_entry(item: Any, targets: frozenset[str]) -> list[Any]:
     if not isinstance(item, list) or len(item) != 5:
         raise Refused("malformed")
     level, key, parents, sources, series = item
-    if level not in SHARED_LEVELS or not isinstance(key, (int, str)) or isinstance(key, bool):
+    if level not in SHARED_LEVELS or not _name(key):
         raise Refused("malformed")
     if not isinstance(parents, list) or len(parents) != len(PARENTS[level]):
+        raise Refused("malformed")
+    if not all(p is None or _name(p) for p in parents):
         raise Refused("malformed")
     if not isinstance(sources, list) or len(sources) > MAX_SOURCES:
         raise Refused("malformed")
@@ -95,7 +97,9 @@ def _check_entry(item: Any, targets: frozenset[str]) -> list[Any]:
         for slot in slots:
             _check_slot(slot)
     for source in sources:
-        if not isinstance(source, list) or len(source) != 2 or not _age(source[1]):
+        if not isinstance(source, list) or len(source) != 2 or not _name(source[0]):
+            raise Refused("malformed")
+        if not _age(source[1]):
             raise Refused("malformed")
     return item
 
@@ -108,8 +112,19 @@ def _check_slot(slot: Any) -> None:
     if len(slot[5]) > sketch.MAX_BINS:
         raise Refused("oversized")
     for index, count in slot[5].items():
-        if not index.isdigit() or int(index) >= sketch.MAX_BINS or not _count(count):
+        if (
+            not (index.isascii() and index.isdigit())
+            or int(index) >= sketch.MAX_BINS
+            or not _count(count)
+        ):
             raise Refused("malformed")
+
+
+def _name(value: Any) -> bool:
+    """A level key, parent or source: an int (a /24 or /48) or a short string."""
+    if isinstance(value, str):
+        return len(value) <= 64
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _age(value: Any) -> bool:
@@ -157,7 +172,6 @@ def _add_peer(table: Table, item: list, current: int, delay: int) -> None:
         entry = table.levels[level][key] = Entry()
         entry.parents = tuple(parents)
     for source, age in sources:
-        source = tuple(source) if isinstance(source, list) else source
         bucket = current - age - delay
         if entry.sources.get(source, bucket - 1) < bucket:
             entry.saw(source, bucket)

@@ -138,7 +138,7 @@ class RumService:
             self.fleet_values["unknown-record"] += 1
             return
         try:
-            entries = rum_fleet.decode(data, self.records[record][1], table.width, table.metric)
+            entries = rum_fleet.decode(data, self.records[record][1], table)
         except rum_fleet.Refused as why:
             self.fleet_values[str(why)] += 1
             log.warning("rum: %s's aggregates of %s refused: %s", node, name, why)
