@@ -24,7 +24,7 @@ from gslb.fleet.config import FleetSettings
 from tests.conftest import write_zone
 from tests.natscluster import NatsCluster
 from tests.server import ServerThread, wait_until
-from tests.test_web import CHECKED, HEAD, http
+from tests.test_web import HEAD, checked_record, http
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "contrib" / "prometheus" / "gslb-rules.yml"
@@ -70,7 +70,7 @@ def scrape(tmp_path_factory, geo_db, edge_thread) -> str:
     """/metrics of a server in a fleet (one real nats-server) that signs its zone and has
     answered, probed, reloaded (once badly) and been sent a malformed packet."""
     zones = tmp_path_factory.mktemp("zones")
-    text = HEAD + CHECKED.replace("PORT", str(edge_thread.edge.port))
+    text = HEAD + checked_record(edge_thread.edge.port)
     path = write_zone(zones, "example.com", text)
     keygen(zones, "example.com", 13)  # signed online: the DNSSEC series exist too
     state = tmp_path_factory.mktemp("state")

@@ -28,7 +28,7 @@ from tests.edges import EdgeThread
 from tests.geodb import CLIENTS
 from tests.natscluster import NatsCluster
 from tests.server import ServerThread, wait_until
-from tests.test_web import HEAD, http, metric, scrape
+from tests.test_web import HEAD, checked_record, http, metric, scrape
 
 pytestmark = [pytest.mark.fleet_cluster, pytest.mark.timeout(120)]
 
@@ -36,34 +36,12 @@ TOKEN = "fleet-test-token"
 REGIONS = (("g0", "EU", "127.0.0.11"), ("g1", "AS", "127.0.0.12"), ("g2", "NA", "127.0.0.13"))
 COUNTRY = {"EU": "DE", "AS": "JP", "NA": "US-NY", "SA": "BR"}
 PRIMARY, SECONDARY = "127.0.0.1", "127.0.0.2"
-RECORD = """\
-NAME:
-  type: A
-  ttl: 30
-  value: 192.0.2.99
-  dynamic:
-    pools:
-      main:
-        values:
-          - {value: 127.0.0.1, weight: 100}
-          - {value: 127.0.0.2, weight: 1}
-    rules:
-      - pool: main
-  gslb:
-    check: {type: http, port: PORT, path: /health, interval: 0.2, timeout: 0.15, rise: 1,
-            fall: 1POLICY}
-    targets:
-      127.0.0.2: {check: false}
-"""
 POLICIES = {"dyn": "", "all": ", policy: all", "any": ", policy: any",
             "th": ", policy: threshold, threshold: 0.7"}  # fmt: skip
 
 
 def zone_text(port: int) -> str:
-    records = [
-        RECORD.replace("NAME", name).replace("PORT", str(port)).replace("POLICY", policy)
-        for name, policy in POLICIES.items()
-    ]
+    records = [checked_record(port, name, policy) for name, policy in POLICIES.items()]
     return HEAD + "".join(records)
 
 

@@ -92,7 +92,7 @@ www:
 """
 
 CHECKED = """\
-dyn:
+NAME:
   type: A
   ttl: 30
   value: 192.0.2.99
@@ -105,15 +105,22 @@ dyn:
     rules:
       - pool: main
   gslb:
-    check: {type: http, port: PORT, path: /health, interval: 0.2, timeout: 0.15, rise: 1, fall: 1}
+    check: {type: http, port: PORT, path: /health, interval: 0.2, timeout: 0.15, rise: 1,
+            fall: 1POLICY}
     targets:
       127.0.0.2: {check: false}
 """
 
 
+def checked_record(port: int, name: str = "dyn", policy: str = "") -> str:
+    """``name``: 127.0.0.1 (weight 100, checked on ``port``, check ``policy`` options
+    appended) and 127.0.0.2 (unchecked)."""
+    return CHECKED.replace("NAME", name).replace("PORT", str(port)).replace("POLICY", policy)
+
+
 def checked_zone(directory: Path, port: int) -> Path:
     """example.com with ``dyn``: 127.0.0.1 (weight 100, checked on ``port``), 127.0.0.2."""
-    return write_zone(directory, "example.com", HEAD + CHECKED.replace("PORT", str(port)))
+    return write_zone(directory, "example.com", HEAD + checked_record(port))
 
 
 def answers(server: ServerThread, name: str = "dyn.example.com", count: int = 1) -> list[str]:
