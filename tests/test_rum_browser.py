@@ -22,15 +22,15 @@ from gslb.config.load import find_record
 from gslb.rum.ingest import Limits
 from gslb.rum.settings import RumSettings
 from tests.browser import Chromium, Page
-from tests.conftest import ZONE_HEAD, write_zone
+from tests.conftest import write_zone
 from tests.server import ServerThread
+from tests.test_rum_server import CDNS, rum_zone
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(180)]
 
 GIF = bytes.fromhex(
     "47494638396101000100800000000000ffffff21f90401000000002c000000000100010000020144003b"
 )
-CDNS = ("a.cdn.test.", "b.cdn.test.", "c.cdn.test.")
 
 
 class FakeCdn:
@@ -87,34 +87,11 @@ async def site(gslb_port: int) -> tuple[web.AppRunner, int]:
 
 
 def zone(cdns: list[FakeCdn]) -> str:
-    probes = "\n".join(
-        f"        {name}: http://127.0.0.1:{cdn.port}/gslb-rum.gif"
+    probes = {
+        name: f"http://127.0.0.1:{cdn.port}/gslb-rum.gif"
         for name, cdn in zip(CDNS, cdns, strict=True)
-    )
-    return (
-        ZONE_HEAD
-        + f"""\
-content:
-  type: CNAME
-  ttl: 20
-  value: origin.example.net.
-  dynamic:
-    pools:
-      cdns:
-        values: [{{value: a.cdn.test.}}, {{value: b.cdn.test.}}, {{value: c.cdn.test.}}]
-    rules:
-      - pool: cdns
-  gslb:
-    rum:
-      probes:
-{probes}
-      min_samples: 4
-      hold: 0
-      window: 60
-      tolerance: 0.5
-      margin_ms: 40
-"""
-    )
+    }
+    return rum_zone(probes, "      tolerance: 0.5\n      margin_ms: 40\n")
 
 
 def answers(server: ServerThread, count: int = 30) -> set[str]:

@@ -20,9 +20,15 @@ from tests.test_web import http, metric, scrape
 
 TOKEN = "rum-admin-token"
 CDNS = ("a.cdn.test.", "b.cdn.test.", "c.cdn.test.")
-ZONE = (
-    ZONE_HEAD
-    + """\
+
+
+def rum_zone(probes: dict[str, str], options: str = "") -> str:
+    """``content.example.com`` over the three CDNs, steered by RUM with ``probes`` (CDN ->
+    probe object URL); ``options`` are more ``gslb.rum`` lines, indented six spaces."""
+    probe_lines = "".join(f"        {cdn}: {url}\n" for cdn, url in probes.items())
+    return (
+        ZONE_HEAD
+        + """\
 content:
   type: CNAME
   ttl: 20
@@ -36,14 +42,18 @@ content:
   gslb:
     rum:
       probes:
-        a.cdn.test.: http://127.0.0.1:1/a.gif
-        b.cdn.test.: http://127.0.0.1:1/b.gif
-        c.cdn.test.: http://127.0.0.1:1/c.gif
+"""
+        + probe_lines
+        + """\
       min_samples: 4
       hold: 0
       window: 60
 """
-)
+        + options
+    )
+
+
+ZONE = rum_zone({cdn: f"http://127.0.0.1:1/{cdn[0]}.gif" for cdn in CDNS})
 
 
 @pytest.fixture(scope="module")
