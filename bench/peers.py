@@ -343,6 +343,10 @@ def measure(service: bl.Service, datafile: Path, work: Path, args,
 
 
 def run_server(label: str, sets: str, service: bl.Service, files: dict, work: Path, args) -> dict:
+    names = [n for n in sets.split() if n in files or n.endswith("-half")]
+    if not any(n in files for n in names):  # e.g. --no-friendly and a peer with no hostile set
+        print(f"{label}: skipped (none of its query sets selected)", flush=True)
+        return {"skipped": "none of its query sets selected"}
     print(f"{label}: starting", flush=True)
     with service:
         try:
@@ -355,7 +359,6 @@ def run_server(label: str, sets: str, service: bl.Service, files: dict, work: Pa
             out["answer_shares"] = sample_answers(service.dns_port)
         if "geo" in sets:
             out["answer_shares_by_client"] = sample_geo(service.dns_port)
-        names = [n for n in sets.split() if n in files or n.endswith("-half")]
         warm = argparse.Namespace(**{**vars(args), "seconds": bl.WARMUP_SECONDS})
         measure(service, files[names[0]], work, warm)
         for name in names:
