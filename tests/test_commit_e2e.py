@@ -5,6 +5,7 @@ metrics show the controller's state (labelled as measured or estimated)."""
 from __future__ import annotations
 
 import collections
+import datetime as dt
 import json
 import math
 import re
@@ -50,8 +51,19 @@ def usage(server: ServerThread, items: list[dict], token: str | None = TOKEN):
 
 
 def slots(count: int, end: float | None = None) -> list[tuple[float, float]]:
-    last = math.floor((end or time.time()) / 300) * 300
-    return [(last - 300 * (i + 1), last - 300 * i) for i in reversed(range(count))]
+    """``count`` 5-minute feed intervals ending at the last 5-minute boundary before ``end``
+    (now), all inside the calendar month of ``end``: cdn-b has no contract, so it is
+    accounted per calendar month and an interval of the month before would be refused (as it
+    should). Early in a month the intervals shrink to fit between its start and that
+    boundary (so the ledger counts them whole); only a month's first 5 minutes leave no room."""
+    end = end or time.time()
+    last = math.floor(end / 300) * 300
+    moment = dt.datetime.fromtimestamp(end, dt.UTC)
+    month = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.UTC).timestamp()
+    width = 300.0
+    if last - width * count < month:
+        width = max(1.0, math.floor((last - month) / count))
+    return [(last - width * (i + 1), last - width * i) for i in reversed(range(count))]
 
 
 def test_feed_moves_answers_toward_the_commit(server):
