@@ -116,10 +116,24 @@ def test_a_flood_of_new_names_and_subnets_stays_bounded_without_clearing(respond
         assert ask(responder, wire).answer, "every query of the flood is answered"
         name = f"nx{n:06d}.example.com."
         ask(responder, query(name))
-    replays = responder.replays["udp"]
-    assert len(replays) == LIMIT, "full to the bound: evicted one by one, never cleared"
+    assert not responder.replays["udp"], "bytes seen once leave no cached reply behind"
+    assert len(responder.sightings["udp"]) == responder_module.SIGHTINGS["udp"], "fixed size"
+    assert len(responder.shapes["udp"]) == 1, "one shape: names that do not exist are not kept"
     assert len(responder.cache) == LIMIT
     assert next(reversed(responder.cache))[0] == to_wire(name), "the newest entry is kept"
     # What was answered once and comes again is still answered the same way.
     again = ask(responder, query("geo.example.net.", ecs=CLIENTS["DE"]))
     assert [str(rr.target) for rr in again.answer[0]] == ["eu.cdn.test."]
+
+
+def test_queries_seen_twice_fill_the_replay_cache_to_its_bound_and_no_further(responder) -> None:
+    rng = random.Random(4)
+    for n in range(2 * LIMIT):
+        ecs = f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{rng.randrange(256)}.0"
+        wire = query(random_case("geo.example.net.", rng), ecs=ecs)
+        first, second = ask(responder, wire), ask(responder, wire)
+        assert first.answer and second.answer
+        static = query(f"www{n % 3}.example.com.")
+        ask(responder, static)
+        ask(responder, static)
+    assert len(responder.replays["udp"]) == LIMIT, "evicted one by one, never cleared"

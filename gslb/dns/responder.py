@@ -11,6 +11,7 @@ import gc
 import ipaddress
 import struct
 import time
+from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
@@ -29,6 +30,18 @@ from gslb.config.model import DynamicRecord, RRset
 from gslb.config.names import labels, to_wire
 from gslb.config.records import TYPE_NAMES
 from gslb.dns import lookup
+from gslb.dns.shapes import (
+    ECS_AT,
+    OUTCOME_LIMIT,
+    SCOPES,
+    TOO_BIG,
+    DynamicShape,
+    StaticShape,
+    dynamic_shape,
+    plain_layout,
+    shape_key,
+    static_shape,
+)
 from gslb.dns.wire import (
     AA,
     BADVERS,
@@ -62,11 +75,14 @@ CLASS_IN, CLASS_CH = 1, 3
 MAX_CHASE = 8
 CACHE_LIMIT = 100_000
 REPLAY_LIMIT = 50_000
+SHAPE_LIMIT = 50_000
 RESOLVER_LIMIT = 4096
-SEEN = object()  # replay-cache marker: these bytes were answered once (see ``handle``)
+# Slots of the table of query bytes answered once (see ``handle``), per transport: 8 bytes
+# each, so 8 MiB for UDP. A second sighting is recognised while fewer than about a tenth of
+# the slots were written since the first one (a window of some 100,000 distinct queries).
+SIGHTINGS = {"udp": 1 << 20, "tcp": 1 << 16}
 MIN_TEMPLATE_NAME = 8  # shorter names cannot hold the stand-in of ``stand_in_name``
 OPT_HEAD = struct.Struct("!xHHIH")  # root owner, type, payload size, TTL (DO), RDLENGTH
-SCOPES = tuple(bytes((n,)) for n in range(256))
 TCP_LIMIT = 65535
 QTYPE_LABELS = TYPE_NAMES  # the metric label of a query type; any other is "other"
 RCODE_LABELS = {0: "NOERROR", 1: "FORMERR", 2: "SERVFAIL", 3: "NXDOMAIN", 4: "NOTIMP",
@@ -152,12 +168,20 @@ class Responder:
         self.opts: dict[tuple, bytes] = {}  # OPT records without ECS: a handful of variants
         self.resolvers: Bounded = Bounded(RESOLVER_LIMIT)
         self.replays: dict[str, Bounded] = self.new_replays()
+        self.shapes: dict[str, Bounded] = self.new_shapes()
+        # hash(query bytes) by slot: a second sighting is remembered in the replay cache. A
+        # fixed table: a flood of new queries overwrites slots, never grows or evicts.
+        self.sightings = {name: array("q", bytes(8 * size)) for name, size in SIGHTINGS.items()}
         self.signing = Signing(self.stats)
         self.set_config(config)
 
     @staticmethod
     def new_replays() -> dict[str, Bounded]:
         return {"udp": Bounded(REPLAY_LIMIT), "tcp": Bounded(REPLAY_LIMIT)}
+
+    @staticmethod
+    def new_shapes() -> dict[str, Bounded]:
+        return {"udp": Bounded(SHAPE_LIMIT), "tcp": Bounded(SHAPE_LIMIT)}
 
     def set_config(self, config: Config) -> None:
         """Swap in a new configuration; the caches belong to the old one. The engine starts
@@ -168,6 +192,7 @@ class Responder:
         self.outcomes = Bounded(CACHE_LIMIT)
         self.negatives = {}
         self.replays = self.new_replays()
+        self.shapes = self.new_shapes()
         plan = getattr(self.engine, "plan", None)
         if plan is not None:
             plan(dynamic_records(config))
@@ -184,19 +209,36 @@ class Responder:
             self.outcomes = Bounded(CACHE_LIMIT)
             self.negatives = {}
             self.replays = self.new_replays()
+            self.shapes = self.new_shapes()
 
     # -- the answer path ---------------------------------------------------------------
 
     def handle(self, data: bytes, client: str, transport: str = "udp") -> bytes | None:
-        """Answer one message from ``client`` (an IP string). None means stay silent."""
+        """Answer one message from ``client`` (an IP string). None means stay silent.
+
+        Three paths, cheapest first: bytes answered before (the replay cache), a query of a
+        known shape (gslb.dns.shapes: only the ID, the name's letter case and the ECS address
+        are new), and the parser. Replies are remembered on the second sighting of the same
+        bytes, so a stream that never repeats (0x20 names, an ECS subnet per query) costs
+        one slot of the sightings table, never a cache entry."""
         replays = self.replays[transport]
         body = data[2:]
         replay = replays.get(body)
         if replay is None:
             replay = replays.get((client, body))
-        seen = replay is SEEN
-        if replay is not None and not seen:
+        if replay is not None:
             return self.replay(replay, data, transport)
+        sightings = self.sightings[transport]
+        fingerprint = hash(body)
+        slot = fingerprint & (len(sightings) - 1)
+        seen = sightings[slot] == fingerprint
+        sightings[slot] = fingerprint
+        shape_bytes, name_end = shape_key(data)
+        shape = self.shapes[transport].get(shape_bytes)
+        if shape is not None and len(data) == shape.length:
+            reply = self.shaped(shape, data, client, replays if seen else None)
+            if reply is not None:
+                return reply
         try:
             query = parse_query(data)
         except FormatError as exc:
@@ -235,17 +277,130 @@ class Responder:
         truncated = bool(reply[2] & 0x02)
         ecs = (opt.ecs.family, scope) if opt is not None and opt.ecs is not None else None
         self.count(labels, ecs, truncated, transport)
-        # Replies are remembered on the second sighting of the same bytes: a stream that
-        # never repeats (0x20 names, an ECS subnet per query) only leaves a marker behind.
-        replay_key = body if dynamic is None else (client, body)
         if not seen:
-            replays.put(replay_key, SEEN)
+            pass
         elif dynamic is None:
             replays.put(body, Replay((reply[2:],), (None,), labels, ecs, (truncated,)))
         elif front is not None:
-            self.remember_dynamic(replays, replay_key, dynamic, key, query, data, front, labels,
-                                  ecs)  # fmt: skip
+            self.remember_dynamic(replays, (client, body), dynamic, key, query, data, front,
+                                  labels, ecs)  # fmt: skip
+        if shape is None and name_end >= 12 and plain_layout(query, data, name_end):
+            self.learn(shape_bytes, query, data, name_end, dynamic or entry, key, reply, labels,
+                       ecs, limit, transport)  # fmt: skip
         return reply
+
+    # -- query shapes (gslb.dns.shapes): the parser's path teaches, the next query skips it --
+
+    def learn(
+        self, shape_bytes: bytes, query: Query, data: bytes, end: int, entry: Packed | Dynamic,
+        key: tuple, reply: bytes, labels: tuple, ecs: tuple | None, limit: int, transport: str,
+    ) -> None:  # fmt: skip
+        """Keep the shape of a query just answered. Names that do not exist are left out: a
+        random-name flood would only push useful shapes out."""
+        if entry.__class__ is Dynamic:
+            opt = self.opt_for(query, 0) if query.opt is not None else b""
+            shape = dynamic_shape(query, data, end, entry, key, opt, limit, transport,
+                                  labels[1])  # fmt: skip
+        elif entry.rcode == NOERROR:
+            shape = static_shape(query, data, end, reply, labels, ecs)
+        else:
+            return
+        if shape is not None:
+            self.shapes[transport].put(shape_bytes, shape)
+
+    def shaped(
+        self, shape: StaticShape | DynamicShape, data: bytes, client: str, remember: Bounded | None
+    ) -> bytes | None:
+        """The reply to a query of a known shape; None: the parser's path answers it (a
+        malformed address, an answer that needs truncation, a decision the table leaves to
+        the step-by-step chain). Counts exactly what ``handle`` counts; with ``remember``
+        (the second sighting of these bytes) the reply goes into that replay cache."""
+        end = shape.end
+        if shape.last_mask and data[-1] & shape.last_mask:
+            return None  # bits past the ECS prefix: FORMERR, from the parser
+        if shape.__class__ is StaticShape:
+            self.stats.queries[shape.labels] += 1
+            reply = data[:2] + shape.head + data[12 : end + 5] + shape.after
+            if shape.ecs_labels is not None:
+                self.stats.ecs[shape.ecs_labels] += 1
+                reply += data[end + ECS_AT :]
+            if remember is not None:
+                remember.put(data[2:], Replay((reply[2:],), (None,), shape.labels,
+                                              shape.ecs_labels, (False,)))  # fmt: skip
+            return reply
+        entry = shape.entry
+        if shape.ecs:
+            address = data[end + ECS_AT :]
+            version, ip = shape.version, int.from_bytes(address) << shape.shift
+        else:
+            version, ip = self.resolver(client)
+            if not version:
+                return None
+        decided = self.engine.decide(entry.record, version, ip, shape.source, self.health)
+        if decided is None:
+            return None
+        answer = decided[0]
+        outcome = shape.outcomes.get((answer.values, answer.ttl))
+        if outcome is None:
+            try:
+                packed = self.packed_outcome(entry, shape.key, answer.values, answer.ttl)
+            except OverBudget:
+                return None
+            outcome = shape.outcome(packed, RCODE_LABELS)
+            if len(shape.outcomes) < OUTCOME_LIMIT:
+                shape.outcomes[(answer.values, answer.ttl)] = outcome
+        if outcome is TOO_BIG:
+            return None
+        stats = self.stats
+        stats.answers[(entry.record.fqdn, answer.target, answer.reason)] += 1
+        stats.queries[outcome.labels] += 1
+        ecs = None
+        if shape.ecs:
+            ecs = (shape.family, answer.scope)
+            stats.ecs[ecs] += 1
+        reply = data[:2] + shape.splice(outcome, data, answer.scope)
+        if remember is not None:
+            self.remember_shaped(remember, (client, data[2:]), shape, data, decided, ecs)
+        return reply
+
+    def remember_shaped(
+        self, replays: Bounded, replay_key: tuple, shape: DynamicShape, data: bytes,
+        decided: tuple, ecs: tuple | None,
+    ) -> None:  # fmt: skip
+        """``remember_dynamic`` for a shaped query: one reply per choice, spliced."""
+        answer, prepared, sticky = decided
+        indices = self.replay_choices(prepared, sticky)
+        if indices is None:
+            return
+        tails, answers, labels = [], [], None
+        for index in indices:
+            choice = prepared.choices[index]
+            values = weighted.values_of(prepared, [index])
+            try:
+                packed = self.packed_outcome(shape.entry, shape.key, values, prepared.ttl)
+            except OverBudget:
+                return  # the signing ration is spent: not worth a replay now
+            outcome = shape.outcome(packed, RCODE_LABELS)
+            if outcome is TOO_BIG:
+                return
+            labels = outcome.labels
+            tails.append(shape.splice(outcome, data, answer.scope))
+            answers.append((shape.entry.record.fqdn, choice.label, choice.reason))
+        random_pick = len(indices) > 1
+        cumulative = prepared.cumulative if random_pick else ()
+        truncated = (False,) * len(tails)
+        replays.put(replay_key, Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
+                                       cumulative, prepared.total))  # fmt: skip
+
+    def replay_choices(self, prepared: Any, sticky: int) -> Any:
+        """The choices to keep a packed reply for: all of them when each query draws one at
+        random, else this client's own pick; None when an answer holds several choices
+        (replies for every combination would be needed)."""
+        if not prepared.choices or (prepared.answers > 1 and len(prepared.choices) > 1):
+            return None
+        if prepared.weighted and not prepared.sticky and len(prepared.choices) > 1:
+            return range(len(prepared.choices))
+        return weighted.pick(prepared, self.engine.rng, sticky)[:1]
 
     def count(self, labels: tuple, ecs: tuple | None, truncated: bool, transport: str) -> None:
         stats = self.stats
@@ -275,14 +430,11 @@ class Responder:
         ``decided`` is (answer, prepared decision, sticky key) from ``decide``."""
         opt = query.opt
         answer, prepared, sticky = decided
-        if not prepared.choices or (prepared.answers > 1 and len(prepared.choices) > 1):
+        indices = self.replay_choices(prepared, sticky)
+        if indices is None:
             return
         limit = TCP_LIMIT if labels[3] == "tcp" else udp_limit(opt)
-        random_pick = prepared.weighted and not prepared.sticky and len(prepared.choices) > 1
-        if random_pick:
-            indices = range(len(prepared.choices))
-        else:  # sticky, single or unweighted: this client's pick never changes
-            indices = weighted.pick(prepared, self.engine.rng, sticky)[:1]
+        random_pick = len(indices) > 1
         tails, answers = [], []
         for index in indices:
             choice = prepared.choices[index]
