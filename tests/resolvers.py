@@ -104,8 +104,9 @@ class Resolver:
                 continue
         pytest.fail(f"{self.kind} did not answer within {timeout} s: {self.log.read_text()}")
 
-    def ask(self, name: str, rdtype: str) -> dns.message.Message:
-        query = dns.message.make_query(name, rdtype, want_dnssec=True, payload=1232)
+    def ask(self, name: str, rdtype: str, ednsflags: int = 0) -> dns.message.Message:
+        query = dns.message.make_query(name, rdtype, want_dnssec=True, payload=1232,
+                                       ednsflags=ednsflags)  # fmt: skip
         return dns.query.udp(query, "127.0.0.1", port=self.port, timeout=10)
 
     def stop(self) -> None:

@@ -195,6 +195,53 @@ def test_every_answer_is_authenticated(resolver, name, rdtype, kind, case):
     assert bool(present) == (kind == "data"), str(reply)
 
 
+# DNSSEC meta-types (README, DNSSEC): NSEC answered with the name's compact NSEC, NSEC3 and
+# NSEC3PARAM with a NODATA; both validate.
+META_CASES = [
+    ("www.example.com", "NSEC"),
+    ("nothere.example.com", "NSEC"),
+    ("content.example.com", "NSEC"),
+    ("images.example.com", "NSEC"),
+    ("b.c.example.com", "NSEC"),
+    ("anything.wild.example.com", "NSEC"),
+    ("example.com", "NSEC"),
+    ("example.com", "NSEC3PARAM"),
+    ("www.example.com", "NSEC3"),
+]
+
+
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize(("name", "rdtype"), META_CASES)
+def test_meta_type_queries_are_authenticated(resolver, name, rdtype, case):
+    reply = resolver.ask(mixed_case(name) if case == "mixed" else name, rdtype)
+    log = resolver.log.read_text()[-1500:]
+    assert reply.rcode() == dns.rcode.NOERROR, f"{resolver.kind}: {reply}\n{log}"
+    assert reply.flags & dns.flags.AD, f"{resolver.kind}: no AD for {name} {rdtype}\n{log}"
+    answered = [r.rdtype for r in reply.answer]
+    assert (dns.rdatatype.NSEC in answered) == (rdtype == "NSEC"), str(reply)
+
+
+@pytest.mark.parametrize("name", ["www.example.com", "nothere.example.com", "b.c.example.com"])
+def test_rrsig_queries_are_never_bogus(resolver, name):
+    """The NODATA for type RRSIG leaves RRSIG out of its NSEC: with it, both resolvers called
+    the proof bogus (SERVFAIL). Unbound validates it (AD); Knot Resolver answers it NOERROR
+    but sets no AD on it."""
+    reply = resolver.ask(mixed_case(name), "RRSIG")
+    assert reply.rcode() == dns.rcode.NOERROR, f"{resolver.kind}: {reply}"
+    assert not reply.answer
+    if resolver.kind == "unbound":
+        assert reply.flags & dns.flags.AD, str(reply)
+
+
+def test_co_from_a_client_still_validates(resolver):
+    """RFC 9824 5.1: CO is hop by hop. A client's CO reaches the resolver, not gslb (neither
+    resolver here sends CO upstream), so the resolver's own rules decide the rcode; the
+    compact NXNAME proof it gets validates either way."""
+    reply = resolver.ask("co-probe.nothere.example.com", "A", ednsflags=0x4000)
+    assert reply.flags & dns.flags.AD, f"{resolver.kind}: {reply}"
+    assert reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and not reply.answer
+
+
 def test_corrupted_signature_is_bogus(resolver):
     reply = resolver.ask("bad.example.com", "A")
     assert reply.rcode() == dns.rcode.SERVFAIL, f"{resolver.kind} accepted a broken RRSIG"

@@ -45,7 +45,6 @@ from gslb.dns.shapes import (
 from gslb.dns.wire import (
     AA,
     BADVERS,
-    DO_BIT,
     FORMERR,
     HEADER,
     MAX_UDP,
@@ -60,13 +59,14 @@ from gslb.dns.wire import (
     TWO,
     FormatError,
     Query,
+    edns_flags,
     header,
     opt_record,
     parse_query,
     reply_flags,
     udp_limit,
 )
-from gslb.dnssec.signer import OverBudget, Signing
+from gslb.dnssec.signer import OverBudget, Signing, answer_mode
 from gslb.health.view import EMPTY_VIEW, HealthView
 from gslb.policy import weighted
 from gslb.stats import Stats
@@ -256,7 +256,7 @@ class Responder:
         opt = query.opt
         if opt is not None and opt.version > 0:
             return self.error(query, data, BADVERS, transport)
-        key = (query.qname.lower(), query.qtype, query.qclass, opt is not None and opt.do)
+        key = (query.qname.lower(), query.qtype, query.qclass, answer_mode(opt))
         entry = self.cache.get(key)
         if entry is None:
             if self.rum_watch is not None:  # gslb.rum.resolvers: <sid>.<name>, first sighting
@@ -468,7 +468,7 @@ class Responder:
         opt = query.opt
         ecs = opt.ecs
         if ecs is None:
-            key = (opt.do, opt.nsid)
+            key = (opt.do, opt.co, opt.nsid)
             record = self.opts.get(key)
             if record is None:
                 record = self.opts[key] = opt_record(opt, options=self.nsid_option(opt))
@@ -476,7 +476,7 @@ class Responder:
         raw = ecs.raw
         nsid = self.nsid_option(opt)
         size = 4 + len(raw) + len(nsid)
-        return (OPT_HEAD.pack(OPT_TYPE, MAX_UDP, DO_BIT if opt.do else 0, size)
+        return (OPT_HEAD.pack(OPT_TYPE, MAX_UDP, edns_flags(opt), size)
                 + TWO.pack(OPT_ECS, len(raw)) + raw[:3] + SCOPES[scope] + raw[4:]
                 + nsid)  # fmt: skip
 
@@ -517,6 +517,9 @@ class Responder:
             return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), zone.fqdn)
         if qtype in (model.MAILA, model.MAILB):
             return pack(qname, qtype, qclass, lookup.Result(rcode=NOTIMP, aa=False), zone.fqdn)
+        nsec = self.signing.nsec_answer(key, zone)  # DNSSEC meta-type: gslb.dnssec.signer
+        if nsec is not None:
+            return pack(qname, qtype, qclass, nsec, zone.fqdn)
         first = lookup.lookup(zone, qname, qtype)
         if first.answer and isinstance(first.answer[0], DynamicRecord):
             return Dynamic(zone, first, first.answer[0])
@@ -529,11 +532,9 @@ class Responder:
 
     def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
         """DNSSEC, in one place: a DO query in a signed zone gets RRSIGs and denial proofs
-        added right before the reply is packed, so the cached bytes carry them."""
-        if not key[3]:
-            return result
-        signer = self.signing.signers.get(zone.origin)
-        return result if signer is None else signer.sign(key[0], key[1], result, zone)
+        added right before the reply is packed, so the cached bytes carry them (the key's
+        last part, ``gslb.dnssec.signer.answer_mode``, says what the query asked for)."""
+        return self.signing.sign(key, zone, result)
 
     def negative(
         self, qname: bytes, qtype: int, qclass: int, result: lookup.Result, zone: str

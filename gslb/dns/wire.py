@@ -27,6 +27,7 @@ OPT_NSID = 3
 MAX_UDP = 1232  # DNS Flag Day 2020, RFC 9715
 MIN_UDP = 512
 DO_BIT = 0x8000
+CO_BIT = 0x4000  # RFC 9824 5.1 Compact Answers OK: the EDNS flag right after DO
 
 
 class FormatError(Exception):
@@ -66,6 +67,7 @@ class Opt:
     do: bool
     ecs: Ecs | None = None
     nsid: bool = False
+    co: bool = False  # RFC 9824 Compact Answers OK: NXDOMAIN wanted with a compact denial
 
 
 @dataclass(slots=True)
@@ -222,7 +224,8 @@ def parse_records(data: bytes, pos: int, skip: int, arcount: int) -> Opt | None:
 
 
 def parse_opt(data: bytes, pos: int, end: int, udp_size: int, ttl: int) -> Opt:
-    opt = Opt(udp_size=udp_size, version=(ttl >> 16) & 0xFF, do=bool(ttl & DO_BIT))
+    opt = Opt(udp_size=udp_size, version=(ttl >> 16) & 0xFF, do=bool(ttl & DO_BIT),
+              co=bool(ttl & CO_BIT))  # fmt: skip
     while pos < end:
         if pos + 4 > end:
             raise FormatError("truncated EDNS option")
@@ -267,9 +270,15 @@ def udp_limit(opt: Opt | None) -> int:
 
 
 def opt_record(query_opt: Opt, *, ext_rcode: int = 0, options: bytes = b"") -> bytes:
-    """Our OPT: version 0, our payload size, the DO bit copied (RFC 3225)."""
-    ttl = (ext_rcode << 24) | (DO_BIT if query_opt.do else 0)
+    """Our OPT: version 0, our payload size, the DO bit copied (RFC 3225), CO echoed."""
+    ttl = (ext_rcode << 24) | edns_flags(query_opt)
     return b"\x00" + RR_FIXED.pack(OPT_TYPE, MAX_UDP, ttl, len(options)) + options
+
+
+def edns_flags(query_opt: Opt) -> int:
+    """The EDNS flags of our OPT: DO copied (RFC 3225); CO echoed, as RFC 9824 5.1 asks of a
+    server that answers it."""
+    return (DO_BIT if query_opt.do else 0) | (CO_BIT if query_opt.co else 0)
 
 
 def header(ident: int, flags: int, qd: int, an: int, ns: int, ar: int) -> bytes:

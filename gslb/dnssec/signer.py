@@ -33,6 +33,9 @@ from gslb.dnssec.settings import CDNSKEY, CDS, DNSKEY, ZoneSigning
 from gslb.dnssec.window import MAX_SIGNED_TTL, Window, window_at
 
 RRSIG, NSEC, NXNAME = 46, 47, 128
+# What a query asks of signing (the last part of the responder's reply-cache key): nothing
+# (no DO), signed answers (DO), or signed answers with NXDOMAIN kept (DO + CO, RFC 9824 5.1).
+UNSIGNED, SIGNED, COMPACT_OK = 0, 1, 2
 APEX_KEY_TYPES = frozenset({DNSKEY, CDS, CDNSKEY})
 RRSIG_HEAD = struct.Struct("!HBBIIIH")
 CACHE_LIMIT = 200_000
@@ -82,7 +85,9 @@ class ZoneSigner:
 
     # -- what the responder calls -------------------------------------------------------
 
-    def sign(self, qname: bytes, qtype: int, result: lookup.Result, zone: Zone) -> lookup.Result:
+    def sign(
+        self, qname: bytes, qtype: int, result: lookup.Result, zone: Zone, mode: int = SIGNED
+    ) -> lookup.Result:
         if qtype == NXNAME:
             return lookup.Result(rcode=FORMERR, aa=False)  # RFC 9824 3.5: a meta-type
         if not result.aa:
@@ -99,9 +104,28 @@ class ZoneSigner:
         denied = denied_name(qname, result.answer)
         soa = capped(result.authority[0])
         types = None if result.rcode == NXDOMAIN else types_at(zone, denied)
-        nsec = RRset(denied, NSEC, soa.ttl, (RD(b"\x01\x00" + denied + nsec_bitmap(types)),))
+        nsec = self.compact_nsec(denied, soa.ttl, nsec_bitmap(types, qtype))
         authority = [soa, self.rrsig(soa), nsec, self.rrsig(nsec, rationed=True)]
-        return lookup.Result(NOERROR, True, answer, authority, result.additional)
+        # RFC 9824 5.1: a resolver that sent CO gets NXDOMAIN back, with the same proof
+        rcode = NXDOMAIN if mode == COMPACT_OK and result.rcode == NXDOMAIN else NOERROR
+        return lookup.Result(rcode, True, answer, authority, result.additional)
+
+    def nsec_answer(self, qname: bytes, zone: Zone) -> lookup.Result | None:
+        """A query for type NSEC: the name's compact NSEC itself, signed, in the answer (the
+        record every denial for the name carries; it spans the name alone, so nothing can be
+        walked). A name that does not exist gets its NXNAME NSEC. None: not ours to answer
+        here (at or below a delegation, below a DNAME): the usual lookup answers."""
+        if lookup.find_cut(zone, qname) is not None or lookup.find_dname(zone, qname):
+            return None
+        soa = capped(lookup.negative(zone, NOERROR).authority[0])
+        nsec = self.compact_nsec(qname, soa.ttl, nsec_bitmap(name_types(zone, qname)))
+        return lookup.Result(NOERROR, True, [nsec, self.rrsig(nsec, rationed=True)])
+
+    @staticmethod
+    def compact_nsec(owner: bytes, ttl: int, bitmap: bytes) -> RRset:
+        """RFC 9824 3.1/3.2: owned by the name, next name ``\\000.name`` (from the lowercase
+        key, never lowercased again: RFC 6840 5.1)."""
+        return RRset(owner, NSEC, ttl, (RD(b"\x01\x00" + owner + bitmap),))
 
     def referral(self, result: lookup.Result, zone: Zone) -> lookup.Result:
         """Delegation: the parent's DS (signed) or an NSEC proving there is none."""
@@ -204,10 +228,22 @@ def types_at(zone: Zone, name: bytes) -> set[int]:
     return types
 
 
-def nsec_bitmap(types: set[int] | None) -> bytes:
-    """None: the name does not exist (RFC 9824 NXNAME)."""
-    present = {NXNAME} if types is None else types
-    return type_bitmap(present | {RRSIG, NSEC})
+def name_types(zone: Zone, name: bytes) -> set[int] | None:
+    """What an NSEC owned by ``name`` lists; None when the name does not exist (not even
+    through a wildcard)."""
+    if name not in zone.existing and lookup.wildcard_node(zone, name) is None:
+        return None
+    return types_at(zone, name)
+
+
+def nsec_bitmap(types: set[int] | None, qtype: int = NSEC) -> bytes:
+    """None: the name does not exist (RFC 9824 NXNAME). A NODATA for type RRSIG leaves the
+    RRSIG bit out: signatures travel only with the RRsets they cover, and a proof that
+    listed RRSIG would deny nothing (Unbound and Knot Resolver call it bogus)."""
+    present = ({NXNAME} if types is None else types) | {RRSIG, NSEC}
+    if qtype == RRSIG:
+        present.discard(RRSIG)
+    return type_bitmap(present)
 
 
 def after_cut(cut: bytes) -> bytes:
@@ -219,6 +255,14 @@ def after_cut(cut: bytes) -> bytes:
     return bytes((length + 1,)) + cut[1 : 1 + length] + b"\x00" + cut[1 + length :]
 
 
+def answer_mode(opt) -> int:
+    """UNSIGNED, SIGNED or COMPACT_OK for a query's OPT record (None: no EDNS). CO without DO
+    asks nothing: unsigned answers keep NXDOMAIN anyway."""
+    if opt is None or not opt.do:
+        return UNSIGNED
+    return COMPACT_OK if opt.co else SIGNED
+
+
 class Signing:
     """The responder's signing state: one signer per signed zone, one signature cache shared
     by all (it outlives reloads: unchanged RRsets keep their signatures), the current window."""
@@ -228,6 +272,19 @@ class Signing:
         self.cache = SignatureCache()
         self.window = window_at(time.time() if now is None else now)
         self.signers: dict[bytes, ZoneSigner] = {}
+
+    def sign(self, key: tuple, zone: Zone, result: lookup.Result) -> lookup.Result:
+        """A reply about to be packed for ``key`` (qname, qtype, qclass, mode), signed when the
+        query asked for DNSSEC and the zone is signed; otherwise ``result`` unchanged."""
+        qname, qtype, _, mode = key
+        signer = self.signers.get(zone.origin) if mode else None
+        return result if signer is None else signer.sign(qname, qtype, result, zone, mode)
+
+    def nsec_answer(self, key: tuple, zone: Zone) -> lookup.Result | None:
+        """The answer to a DO query for type NSEC in a signed zone, or None (the lookup's)."""
+        qname, qtype, _, mode = key
+        signer = self.signers.get(zone.origin) if mode and qtype == NSEC else None
+        return None if signer is None else signer.nsec_answer(qname, zone)
 
     def set_config(self, signing: dict[bytes, ZoneSigning]) -> None:
         old = self.signers

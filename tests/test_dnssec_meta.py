@@ -1,0 +1,187 @@
+"""DNSSEC meta-types and RFC 9824's Compact Answers OK flag, against the live server.
+
+A query for type NSEC gets the name's compact NSEC itself in the answer; a query for type
+RRSIG (or NSEC3, NSEC3PARAM) gets a signed NODATA whose NSEC denies exactly that type; a query
+with DO and CO gets NXDOMAIN back for a name that does not exist, with the same proof. Every
+RRset is validated with dnspython against the served DNSKEY, in lower and mixed case (0x20).
+"""
+
+from __future__ import annotations
+
+import dns.flags
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdatatype
+import pytest
+
+from gslb.config.load import load_config
+from gslb.dns.responder import Responder
+from tests import test_dnssec
+from tests.test_dnssec import (
+    NSEC,
+    NXNAME,
+    RRSIG,
+    ask,
+    bitmap_types,
+    mixed_case,
+    served_keys,
+    validate_reply,
+)
+
+signed_zones = test_dnssec.signed_zones  # the same signed zone and server, for this module
+signed_server = test_dnssec.signed_server
+
+A, AAAA, TXT = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT
+CNAME, NSEC3, NSEC3PARAM = dns.rdatatype.CNAME, 50, 51
+CO = 0x4000  # RFC 9824 5.1: the EDNS flag right after DO
+
+# (name, the types its NSEC lists besides RRSIG and NSEC; None: the name does not exist)
+NAMES = [
+    ("www.example.com", {A}),
+    ("nothere.example.com", None),
+    ("a.b.nothere.example.com", None),
+    ("content.example.com", {CNAME}),  # GSLB CNAME: what it can answer
+    ("images.example.com", {A, AAAA}),  # GSLB A/AAAA from pools
+    ("b.c.example.com", set()),  # empty non-terminal
+    ("anything.wild.example.com", {A, TXT}),  # wildcard: the expanded name
+    ("chain.example.com", {CNAME}),  # a static CNAME: NSEC is not chased
+]
+
+
+def expected_bitmap(types: set[int] | None) -> set[int]:
+    return ({NXNAME} if types is None else types) | {RRSIG, NSEC}
+
+
+def only(section, rdtype):
+    (rrset,) = [r for r in section if r.rdtype == rdtype]
+    return rrset
+
+
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize(("name", "types"), NAMES)
+def test_nsec_query_answers_the_compact_nsec(signed_server, name, types, case):
+    reply = ask(signed_server, mixed_case(name) if case == "mixed" else name, "NSEC")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AA
+    assert validate_reply(reply, served_keys(signed_server)) == 1
+    nsec = only(reply.answer, NSEC)
+    owner = dns.name.from_text(name)
+    assert nsec.name == owner
+    assert nsec[0].next == dns.name.Name([b"\x00", *owner.labels]), "spans the name alone"
+    assert bitmap_types(nsec) == expected_bitmap(types)
+    assert not reply.authority, "a positive answer: no proof, no SOA"
+    if CNAME not in (types or ()):  # a CNAME answers MX: no denial to compare with
+        denial = ask(signed_server, name, "MX")  # the record a denial for the name carries
+        assert only(denial.authority, NSEC)[0] == nsec[0]
+
+
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize(("name", "types"), [n for n in NAMES if CNAME not in (n[1] or ())])
+@pytest.mark.parametrize("rdtype", ["RRSIG", "NSEC3", "NSEC3PARAM"])
+def test_other_meta_types_get_a_signed_nodata(signed_server, name, types, rdtype, case):
+    """Signatures travel with the RRsets they cover, and gslb has no NSEC3 chain: NODATA,
+    proven by an NSEC that lists neither the asked type nor, for RRSIG, RRSIG itself."""
+    reply = ask(signed_server, mixed_case(name) if case == "mixed" else name, rdtype)
+    assert reply.rcode() == dns.rcode.NOERROR and not reply.answer
+    assert validate_reply(reply, served_keys(signed_server)) == 2  # SOA and NSEC
+    nsec = only(reply.authority, NSEC)
+    assert nsec.name == dns.name.from_text(name)
+    wanted = expected_bitmap(types)
+    if rdtype == "RRSIG":
+        wanted.discard(RRSIG)
+    assert bitmap_types(nsec) == wanted
+    assert dns.rdatatype.from_text(rdtype) not in bitmap_types(nsec)
+
+
+def test_rrsig_query_at_a_cname_follows_the_cname(signed_server):
+    reply = ask(signed_server, "chain.example.com", "RRSIG")
+    assert [r.rdtype for r in reply.answer if r.rdtype != RRSIG] == [CNAME, CNAME]
+    assert validate_reply(reply, served_keys(signed_server)) == 4  # 2 CNAMEs, SOA, NSEC
+    assert RRSIG not in bitmap_types(only(reply.authority, NSEC))
+
+
+@pytest.mark.parametrize("rdtype", ["NSEC", "RRSIG", "NSEC3", "NSEC3PARAM"])
+def test_meta_types_at_a_delegation_are_referred(signed_server, rdtype):
+    reply = ask(signed_server, "sub.example.com", rdtype)
+    assert not reply.flags & dns.flags.AA and not reply.answer
+    assert bitmap_types(only(reply.authority, NSEC)) == {dns.rdatatype.NS, RRSIG, NSEC}
+
+
+@pytest.mark.parametrize("rdtype", ["NSEC", "RRSIG", "NSEC3", "NSEC3PARAM"])
+def test_meta_types_without_do_are_answered_as_before(signed_server, rdtype):
+    missing = ask(signed_server, "nothere.example.com", rdtype, dnssec=False)
+    assert missing.rcode() == dns.rcode.NXDOMAIN
+    present = ask(signed_server, "www.example.com", rdtype, dnssec=False)
+    assert present.rcode() == dns.rcode.NOERROR and not present.answer
+    for reply in (missing, present):
+        assert [r.rdtype for r in reply.authority] == [dns.rdatatype.SOA]
+
+
+# -- RFC 9824 5.1: Compact Answers OK ---------------------------------------------------
+
+
+def ask_flags(server, name, rdtype, flags, tcp=False):
+    query = dns.message.make_query(name, rdtype, use_edns=0, ednsflags=flags, payload=1232)
+    return server.tcp(query) if tcp else server.udp(query)
+
+
+@pytest.mark.parametrize("tcp", [False, True])
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize("name", ["nothere.example.com", "a.b.nothere.example.com"])
+def test_co_restores_nxdomain_with_the_same_proof(signed_server, name, case, tcp):
+    qname = mixed_case(name) if case == "mixed" else name
+    keys = served_keys(signed_server)
+    compact = ask_flags(signed_server, qname, "A", dns.flags.DO | CO, tcp)
+    plain = ask_flags(signed_server, qname, "A", dns.flags.DO, tcp)
+    assert compact.rcode() == dns.rcode.NXDOMAIN and compact.ednsflags & CO, "CO echoed"
+    assert plain.rcode() == dns.rcode.NOERROR and not plain.ednsflags & CO
+    assert compact.authority == plain.authority, "the same signed NXNAME proof"
+    assert bitmap_types(only(compact.authority, NSEC)) == {NXNAME, RRSIG, NSEC}
+    assert validate_reply(compact, keys) == 2
+    assert compact.ednsflags & dns.flags.DO
+
+
+def test_co_changes_nothing_for_names_that_exist(signed_server):
+    for name, rdtype in [("www.example.com", "A"), ("www.example.com", "AAAA"),
+                         ("b.c.example.com", "A"), ("nothere.example.com", "NSEC")]:  # fmt: skip
+        compact = ask_flags(signed_server, name, rdtype, dns.flags.DO | CO)
+        plain = ask_flags(signed_server, name, rdtype, dns.flags.DO)
+        assert compact.rcode() == plain.rcode() == dns.rcode.NOERROR
+        assert (compact.answer, compact.authority) == (plain.answer, plain.authority)
+
+
+def test_co_through_a_cname_chain_and_a_gslb_name(signed_server):
+    dangling = ask_flags(signed_server, "dangling.example.com", "A", dns.flags.DO | CO)
+    assert dangling.rcode() == dns.rcode.NXDOMAIN, "the chain ends at a name that is not"
+    assert only(dangling.authority, NSEC).name == dns.name.from_text("nothere.example.com")
+    validate_reply(dangling, served_keys(signed_server))
+    steered = ask_flags(signed_server, "content.example.com", "A", dns.flags.DO | CO)
+    assert steered.rcode() == dns.rcode.NOERROR and steered.ednsflags & CO
+    validate_reply(steered, served_keys(signed_server))
+
+
+def test_co_without_do_is_a_plain_nxdomain(signed_server):
+    reply = ask_flags(signed_server, "nothere.example.com", "A", CO)
+    assert reply.rcode() == dns.rcode.NXDOMAIN and reply.ednsflags & CO
+    assert [r.rdtype for r in reply.authority] == [dns.rdatatype.SOA]
+
+
+def test_reply_caches_keep_co_apart(signed_zones):
+    """Every variant three times (the replay cache keeps a reply from its second sighting
+    on), interleaved: a cached NOERROR is never served to a CO query, nor an NXDOMAIN to
+    one without CO."""
+    config, errors = load_config(signed_zones)
+    assert not errors
+    responder = Responder(config)
+
+    def rcode(flags: int, ident: int) -> int:
+        query = dns.message.make_query("cached.example.com", "A", use_edns=0, ednsflags=flags,
+                                       id=ident)  # fmt: skip
+        reply = dns.message.from_wire(responder.handle(query.to_wire(), "127.0.0.1"))
+        assert bool(reply.ednsflags & CO) == bool(flags & CO)
+        return reply.rcode()
+
+    sequence = [dns.flags.DO | CO, dns.flags.DO, 0, CO] * 3
+    codes = [rcode(flags, n) for n, flags in enumerate(sequence)]
+    wanted = [dns.rcode.NXDOMAIN, dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.NXDOMAIN]
+    assert codes == wanted * 3
