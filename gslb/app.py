@@ -22,6 +22,7 @@ from gslb.config.sources import SPLIT_EXTENSION
 from gslb.dns.responder import Options, Responder
 from gslb.dns.rrl import RrlConfig
 from gslb.dns.server import DnsServer, TcpLimits, parse_endpoint
+from gslb.dnssec.settings import newest_file_time
 from gslb.dnssec.window import WindowClock, clock_problem
 from gslb.fleet.config import FleetSettings, fleet_settings
 from gslb.fleet.node import FleetNode
@@ -474,7 +475,7 @@ def load_admin_token(path: Path | None) -> str | None:
 
 def warn_about_clock(config: Config) -> None:
     """Signature windows come from the clock: a clock far off makes every answer bogus."""
-    problem = clock_problem(time.time())
+    problem = clock_problem(time.time(), newest_file_time(config.signing.values()))
     if config.signing and problem is not None:
         log.warning("DNSSEC: %s", problem)
     for settings in config.signing.values():

@@ -462,7 +462,8 @@ def cmd_dnssec(args: argparse.Namespace) -> int:
         print(f"gslb dnssec ds: zone {args.zone} is not signed (no sidecar .dnssec.yaml)",
               file=sys.stderr)  # fmt: skip
         return 1
-    print("\n".join(ds_lines(settings)))
+    removal = f"; {settings.fqdn} announces CDS delete (RFC 8078): the parent holds no DS"
+    print("\n".join(ds_lines(settings) or [removal]))
     return 0
 
 

@@ -3,6 +3,8 @@ DNSKEY, in lower and mixed case (0x20), through the real server on loopback."""
 
 from __future__ import annotations
 
+import logging
+import os
 import random
 import shutil
 import subprocess
@@ -24,7 +26,7 @@ from gslb.config.load import load_config
 from gslb.dns.responder import Responder
 from gslb.dnssec.keys import ED25519, generate
 from gslb.dnssec.tools import ds_lines, keygen
-from gslb.dnssec.window import DAY
+from gslb.dnssec.window import DAY, clock_problem
 from tests.conftest import core_zone_text, write_zone
 from tests.geodb import CLIENTS, CLIENTS6
 from tests.server import ServerThread
@@ -606,3 +608,19 @@ def test_secure_delegation_carries_the_signed_ds(tmp_path, geo_db):
         assert kinds == {dns.rdatatype.NS, dns.rdatatype.DS, RRSIG}, "DS, not an NSEC"
         assert validate_reply(reply, keys) == 1
         assert [r for r in reply.additional if r.rdtype == dns.rdatatype.A], "glue kept"
+
+
+def test_a_clock_behind_the_signing_files_is_reported_at_start(tmp_path, geo_db, caplog):
+    """The key file was written three days after what the clock says: the clock is behind,
+    and resolvers with a right clock would see signatures expire early."""
+    write_zone(tmp_path, "example.com", core_zone_text())
+    keygen(tmp_path, ZONE, 13)
+    future = time.time() + 3 * DAY
+    key_file = next((tmp_path / "keys").iterdir())
+    os.utime(key_file, (future, future))
+    caplog.set_level(logging.WARNING, logger="gslb.app")
+    with ServerThread(tmp_path, geo_db) as server:
+        assert ask(server, "www.example.com", "A").rcode() == dns.rcode.NOERROR, "still serves"
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("clock is behind" in w for w in warnings), warnings
+    assert clock_problem(time.time(), time.time()) is None, "a right clock is not reported"

@@ -100,6 +100,18 @@ a.b.c:
 bad:
   type: A
   value: 192.0.2.66
+child:
+  type: NS
+  value: ns1.example.com.
+"""
+# A signed child zone on the same server: its DS comes from the parent's side of the cut.
+CHILD_TEXT = """\
+'':
+  type: NS
+  value: ns1.example.com.
+www:
+  type: A
+  value: 192.0.2.7
 """
 
 # (name, type, kind): kind "data" expects records of the type, "nodata" expects none
@@ -135,6 +147,8 @@ def gslb(tmp_path_factory, geo_db):
     zones = tmp_path_factory.mktemp("signed")
     write_zone(zones, "example.com", ZONE_TEXT)
     keygen(zones, ZONE, 13)
+    write_zone(zones, "child.example.com", CHILD_TEXT)
+    keygen(zones, "child.example.com.", 15)
     with ServerThread(zones, geo_db) as server:
         corrupt_signature(server, b"\x03bad\x07example\x03com\x00")
         record_questions(server)
@@ -174,7 +188,7 @@ def corrupt_signature(server, owner: bytes) -> None:
 def resolver(request, gslb, tmp_path_factory):
     config, errors = load_config(gslb.settings.zones)
     assert not errors
-    (ds,) = ds_lines(next(iter(config.signing.values())))
+    (ds,) = ds_lines(config.signing[b"\x07example\x03com\x00"])
     ds = ds.replace(" 3600 IN ", " ")
     daemon = Resolver(request.param, tmp_path_factory.mktemp(request.param), ZONE, ds,
                       gslb.dns_port)  # fmt: skip
@@ -240,6 +254,20 @@ def test_co_from_a_client_still_validates(resolver):
     reply = resolver.ask("co-probe.nothere.example.com", "A", ednsflags=0x4000)
     assert reply.flags & dns.flags.AD, f"{resolver.kind}: {reply}"
     assert reply.rcode() in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN) and not reply.answer
+
+
+@pytest.mark.parametrize("case", ["lower", "mixed"])
+@pytest.mark.parametrize(("name", "rdtype"), [("www.child.example.com", "A"),
+                                              ("child.example.com", "DNSKEY"),
+                                              ("nothere.child.example.com", "A")])  # fmt: skip
+def test_signed_child_validates_through_the_parents_ds(resolver, name, rdtype, case):
+    """The resolvers trust only the parent: the child (signed with its own Ed25519 key) is
+    secure through the DS gslb publishes at the parent's cut, answered from the parent's
+    side (RFC 4035 3.1.4.1)."""
+    reply = resolver.ask(mixed_case(name) if case == "mixed" else name, rdtype)
+    log = resolver.log.read_text()[-1500:]
+    assert reply.rcode() == dns.rcode.NOERROR, f"{resolver.kind}: {reply}\n{log}"
+    assert reply.flags & dns.flags.AD, f"{resolver.kind}: no AD for {name}\n{log}"
 
 
 def test_corrupted_signature_is_bogus(resolver):

@@ -36,6 +36,7 @@ from gslb.config.records import MAX_TTL, TYPE_NAMES, TYPES, Invalid
 from gslb.config.safeyaml import YamlError, load_yaml
 from gslb.config.sources import SPLIT_EXTENSION, ZONE_SUFFIXES, ZoneSource, zone_sources
 from gslb.config.values import as_int, name_wire
+from gslb.dnssec.delegation import publish_child_ds
 from gslb.dnssec.settings import ZoneSigning, load_signing
 from gslb.health.spec import CheckSpec
 
@@ -144,6 +145,7 @@ def _load_config(
                 errors.append(f"{zone.source}: zone {zone.fqdn} defined twice")
             zones[zone.origin] = zone
     signing = load_signing(directory, zones, errors)
+    publish_child_ds(zones, signing)
     for settings in signing.values():
         digest.update(settings.fqdn.encode() + b"".join(k.dnskey_rdata for k in settings.keys))
     if errors:

@@ -66,6 +66,7 @@ from gslb.dns.wire import (
     reply_flags,
     udp_limit,
 )
+from gslb.dnssec.delegation import ds_zone
 from gslb.dnssec.signer import OverBudget, Signing, answer_mode
 from gslb.health.view import EMPTY_VIEW, HealthView
 from gslb.policy import weighted
@@ -513,6 +514,8 @@ class Responder:
         zone = self.config.zone_for(qname)
         if qclass != CLASS_IN or zone is None:
             return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), "")
+        if qtype == model.DS:  # RFC 4035 3.1.4.1: the parent's, when we serve both sides
+            zone = ds_zone(self.config.zones, zone, qname)
         if qtype in (model.AXFR, model.IXFR):
             return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), zone.fqdn)
         if qtype in (model.MAILA, model.MAILB):

@@ -8,7 +8,8 @@ so it lives beside it::
       algorithm: ECDSAP256SHA256         # default; ED25519 also accepted
       key: keys/example.com+013+31589.pem    # the CSK: signs every RRset
       publish: []                        # more DNSKEYs (rollover): sign only the apex key sets
-      cds: [keys/example.com+013+31589.pem]  # keys announced in CDS/CDNSKEY (default: key)
+      cds: [keys/example.com+013+31589.pem]  # keys announced in CDS/CDNSKEY (default: key);
+                                         # "delete": ask the parent to remove the DS (RFC 8078)
       dnskey_ttl: 3600
       negative_signatures_per_second: 2000   # fresh denial signatures per second per process
 
@@ -17,7 +18,7 @@ Paths are relative to the sidecar. Every problem is collected, each naming the z
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,11 @@ DNSKEY, CDS, CDNSKEY = 48, 59, 60
 KEYS = {"algorithm", "key", "publish", "cds", "dnskey_ttl", "negative_signatures_per_second"}
 DEFAULT_DNSKEY_TTL = 3600
 DEFAULT_BUDGET = 2000
+CDS_DELETE = "delete"
+# RFC 8078 section 4: the CDS "0 0 0 00" and CDNSKEY "0 3 0 AA==" that ask the parent to
+# remove the DS (the way to go insecure without a window where resolvers call the zone bogus)
+CDS_DELETE_RDATA = b"\x00\x00\x00\x00\x00"
+CDNSKEY_DELETE_RDATA = b"\x00\x00\x03\x00\x00"
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +55,7 @@ class ZoneSigning:
     cds: tuple[SigningKey, ...] = ()
     dnskey_ttl: int = DEFAULT_DNSKEY_TTL
     budget: int = DEFAULT_BUDGET
+    cds_delete: bool = False  # ``cds: delete``: CDS/CDNSKEY ask the parent to remove the DS
 
     @property
     def keys(self) -> tuple[SigningKey, ...]:
@@ -59,12 +66,39 @@ class ZoneSigning:
         """DNSKEY, and CDS/CDNSKEY (RFC 7344) when any key is announced."""
         out = [RRset(self.origin, DNSKEY, self.dnskey_ttl,
                      tuple(RD(k.dnskey_rdata) for k in self.keys))]  # fmt: skip
-        if self.cds:
+        if self.cds_delete:
+            out.append(RRset(self.origin, CDS, self.dnskey_ttl, (RD(CDS_DELETE_RDATA),)))
+            out.append(RRset(self.origin, CDNSKEY, self.dnskey_ttl, (RD(CDNSKEY_DELETE_RDATA),)))
+        elif self.cds:
             out.append(RRset(self.origin, CDS, self.dnskey_ttl,
                              tuple(RD(k.ds_rdata(self.origin)) for k in self.cds)))  # fmt: skip
             out.append(RRset(self.origin, CDNSKEY, self.dnskey_ttl,
                              tuple(RD(k.dnskey_rdata) for k in self.cds)))  # fmt: skip
         return out
+
+    @property
+    def parent_keys(self) -> tuple[SigningKey, ...]:
+        """The keys whose DS the parent should hold: those announced in CDS, else the active
+        one; none once the zone asks for its DS to be removed."""
+        if self.cds_delete:
+            return ()
+        return self.cds or (self.active,)
+
+    def parent_ds(self) -> tuple[RD, ...]:
+        return tuple(RD(key.ds_rdata(self.origin)) for key in self.parent_keys)
+
+
+def newest_file_time(signing: Iterable[ZoneSigning]) -> float:
+    """When the newest sidecar or key file was last written (0 when none can be read): a
+    lower bound of the real time, for ``gslb.dnssec.window.clock_problem``."""
+    newest = 0.0
+    for settings in signing:
+        for name in (settings.source, *(key.source for key in settings.keys)):
+            try:
+                newest = max(newest, Path(name).stat().st_mtime)
+            except OSError:
+                continue
+    return newest
 
 
 def is_sidecar(path: Path) -> bool:
@@ -124,7 +158,8 @@ def parse_sidecar(path: Path, zone: Zone, errors: list[str]) -> ZoneSigning | No
         algorithm = None
     files = file_list(block, "key", where, errors, single=True)
     published = file_list(block, "publish", where, errors)
-    cds = file_list(block, "cds", where, errors) if "cds" in block else files
+    cds_delete = block.get("cds") == CDS_DELETE
+    cds = files if "cds" not in block else cds_files(block, where, errors, cds_delete)
     loaded = {}
     for name in dict.fromkeys(files + published + cds):
         key_path = Path(name) if Path(name).is_absolute() else path.parent / name
@@ -142,7 +177,7 @@ def parse_sidecar(path: Path, zone: Zone, errors: list[str]) -> ZoneSigning | No
     return ZoneSigning(
         zone.origin, zone.fqdn, str(path), algorithm, loaded[files[0]],
         tuple(loaded[n] for n in published if n != files[0]),
-        tuple(loaded[n] for n in cds), ttl, budget,
+        tuple(loaded[n] for n in cds), ttl, budget, cds_delete,
     )  # fmt: skip
 
 
@@ -157,9 +192,15 @@ def file_list(
     items = [value] if single else value
     if not isinstance(items, list) or not all(isinstance(i, str) and i for i in items):
         shape = "a file name" if single else "a list of file names"
+        if key == "cds":
+            shape += f' or "{CDS_DELETE}"'
         errors.append(f"{where}: {key} must be {shape}")
         return []
     return list(items)
+
+
+def cds_files(block: Mapping, where: str, errors: list[str], delete: bool) -> list[str]:
+    return [] if delete else file_list(block, "cds", where, errors)
 
 
 def positive(block: Mapping, key: str, default: int, where: str, errors: list[str]) -> int:

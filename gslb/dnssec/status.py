@@ -23,6 +23,7 @@ def describe(settings: ZoneSigning | None, now: float | None = None) -> dict:
         "key_file": settings.active.source,
         "published_key_tags": [key.tag for key in settings.published],
         "cds_key_tags": [key.tag for key in settings.cds],
+        "cds_delete": settings.cds_delete,
         "ds_expected_at_parent": ds_lines(settings),
         "signature_inception": window.inception,
         "signature_expiration": window.expiration,

@@ -62,6 +62,6 @@ def ds_line(fqdn: str, origin: bytes, key: SigningKey, ttl: int = 3600) -> str:
 
 
 def ds_lines(settings: ZoneSigning) -> list[str]:
-    """The DS records the parent should hold: the keys announced in CDS (else the active)."""
-    keys = settings.cds or (settings.active,)
-    return [ds_line(settings.fqdn, settings.origin, key) for key in keys]
+    """The DS records the parent should hold: the keys announced in CDS (else the active);
+    none when the zone announces CDS delete (RFC 8078: the parent removes its DS)."""
+    return [ds_line(settings.fqdn, settings.origin, key) for key in settings.parent_keys]

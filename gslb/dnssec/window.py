@@ -41,12 +41,22 @@ def window_at(now: float) -> Window:
     return Window(day, (day - BEFORE_DAYS) * DAY, (day + AFTER_DAYS) * DAY)
 
 
-def clock_problem(now: float) -> str | None:
-    """A start-up warning when the clock cannot be right (signatures would be rejected)."""
+def clock_problem(now: float, written: float = 0.0) -> str | None:
+    """A start-up warning when the clock cannot be right (signatures would be rejected).
+    ``written`` is when the signing files (sidecars, keys) last changed: the real time is at
+    least that, so a clock more than a day before it is behind, and the signatures it makes
+    expire early for resolvers whose clock is right (already, when it is four days behind)."""
     if now < EARLIEST_SANE_CLOCK:
-        stamp = time.strftime("%Y-%m-%d", time.gmtime(now))
-        return f"the system clock says {stamp}: DNSSEC signatures will not validate elsewhere"
+        return f"the system clock says {day_of(now)}: DNSSEC signatures will not validate elsewhere"
+    if written > now + DAY:
+        return (f"the system clock says {day_of(now)}, but DNSSEC files were written on "
+                f"{day_of(written)}: the clock is behind, and signatures made now expire "
+                "early elsewhere")  # fmt: skip
     return None
+
+
+def day_of(when: float) -> str:
+    return time.strftime("%Y-%m-%d", time.gmtime(when))
 
 
 class Rollable(Protocol):
