@@ -17,7 +17,10 @@ import pytest
 
 from gslb.config.load import load_config
 from gslb.dns.responder import Responder
+from gslb.dnssec.tools import keygen
 from tests import test_dnssec
+from tests.conftest import core_zone_text, write_zone
+from tests.server import ServerThread
 from tests.test_dnssec import (
     NSEC,
     NXNAME,
@@ -35,6 +38,14 @@ signed_server = test_dnssec.signed_server
 A, AAAA, TXT = dns.rdatatype.A, dns.rdatatype.AAAA, dns.rdatatype.TXT
 CNAME, NSEC3, NSEC3PARAM = dns.rdatatype.CNAME, 50, 51
 CO = 0x4000  # RFC 9824 5.1: the EDNS flag right after DO
+DNAME_ZONE = """\
+old:
+  type: DNAME
+  value: new.example.com.
+www.new:
+  type: A
+  value: 192.0.2.7
+"""
 
 # (name, the types its NSEC lists besides RRSIG and NSEC; None: the name does not exist)
 NAMES = [
@@ -185,3 +196,30 @@ def test_reply_caches_keep_co_apart(signed_zones):
     codes = [rcode(flags, n) for n, flags in enumerate(sequence)]
     wanted = [dns.rcode.NXDOMAIN, dns.rcode.NOERROR, dns.rcode.NXDOMAIN, dns.rcode.NXDOMAIN]
     assert codes == wanted * 3
+
+
+def test_nxname_is_formerr_with_or_without_do(signed_server):
+    """RFC 9824 3.5: a server doing compact denial MUST answer an explicit NXNAME query with
+    FORMERR; in a signed zone that holds for queries without DO too."""
+    for dnssec in (True, False):
+        assert ask(signed_server, "www.example.com", NXNAME, dnssec=dnssec).rcode() == (
+            dns.rcode.FORMERR
+        )
+
+
+def test_nsec_query_through_a_dname_answers_the_targets_nsec(tmp_path, geo_db):
+    """Below a DNAME the synthesized CNAME leads to the target; the answer ends with the
+    target's NSEC, as a query for NSEC at the target itself gets (a NODATA whose NSEC listed
+    NSEC would be bogus)."""
+    write_zone(tmp_path, "example.com", core_zone_text() + DNAME_ZONE)
+    keygen(tmp_path, "example.com.", 13)
+    with ServerThread(tmp_path, geo_db) as server:
+        keys = served_keys(server)
+        for name in ("www.old.example.com", "WwW.oLd.example.com"):
+            reply = ask(server, name, "NSEC")
+            assert reply.rcode() == dns.rcode.NOERROR and not reply.authority
+            assert validate_reply(reply, keys) == 3  # DNAME, synthesized CNAME, NSEC
+            nsec = only(reply.answer, NSEC)
+            assert nsec.name == dns.name.from_text("www.new.example.com")
+            assert bitmap_types(nsec) == {A, RRSIG, NSEC}
+            assert only(ask(server, "www.new.example.com", "NSEC").answer, NSEC) == nsec

@@ -7,8 +7,11 @@ the packed bytes are cached, so a repeat costs nothing here. What it adds (RFC 4
   delegation), DNSKEY/CDS/CDNSKEY signed by every published key, the rest by the active key;
 - compact denial: one NSEC owned by the name denied, next name ``\\000.name``, bitmap
   ``NXNAME RRSIG NSEC`` for a name that does not exist and the types present otherwise, with
-  rcode NOERROR; wildcard answers are signed as the expanded name (no NSEC needed);
+  rcode NOERROR (NXDOMAIN when the query set CO, RFC 9824 5.1); wildcard answers are signed
+  as the expanded name (no NSEC needed);
 - at an unsigned delegation, an NSEC owned by the cut with ``NS RRSIG NSEC``;
+- the DNSSEC types asked for themselves: NSEC answered with the name's compact NSEC, RRSIG with
+  a NODATA whose NSEC leaves RRSIG out, NXNAME with FORMERR (with or without DO);
 - TTLs capped at a day, below the signatures' remaining validity.
 
 Signatures come from a cache keyed on the whole signing input (key tag, window, owner, type,
@@ -88,8 +91,6 @@ class ZoneSigner:
     def sign(
         self, qname: bytes, qtype: int, result: lookup.Result, zone: Zone, mode: int = SIGNED
     ) -> lookup.Result:
-        if qtype == NXNAME:
-            return lookup.Result(rcode=FORMERR, aa=False)  # RFC 9824 3.5: a meta-type
         if not result.aa:
             if result.authority and result.authority[0].rtype == model.NS:
                 return self.referral(result, zone)
@@ -105,6 +106,8 @@ class ZoneSigner:
         soa = capped(result.authority[0])
         types = None if result.rcode == NXDOMAIN else types_at(zone, denied)
         nsec = self.compact_nsec(denied, soa.ttl, nsec_bitmap(types, qtype))
+        if qtype == NSEC:  # a DNAME's target asked for NSEC: its NSEC, as ``nsec_answer``
+            return lookup.Result(NOERROR, True, [*answer, nsec, self.rrsig(nsec, rationed=True)])
         authority = [soa, self.rrsig(soa), nsec, self.rrsig(nsec, rationed=True)]
         # RFC 9824 5.1: a resolver that sent CO gets NXDOMAIN back, with the same proof
         rcode = NXDOMAIN if mode == COMPACT_OK and result.rcode == NXDOMAIN else NOERROR
@@ -277,8 +280,12 @@ class Signing:
         """A reply about to be packed for ``key`` (qname, qtype, qclass, mode), signed when the
         query asked for DNSSEC and the zone is signed; otherwise ``result`` unchanged."""
         qname, qtype, _, mode = key
-        signer = self.signers.get(zone.origin) if mode else None
-        return result if signer is None else signer.sign(qname, qtype, result, zone, mode)
+        signer = self.signers.get(zone.origin)
+        if signer is not None and qtype == NXNAME:  # RFC 9824 3.5: a MUST, DO or not
+            return lookup.Result(rcode=FORMERR, aa=False)
+        if signer is None or not mode:
+            return result
+        return signer.sign(qname, qtype, result, zone, mode)
 
     def nsec_answer(self, key: tuple, zone: Zone) -> lookup.Result | None:
         """The answer to a DO query for type NSEC in a signed zone, or None (the lookup's)."""
