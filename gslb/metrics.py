@@ -157,9 +157,11 @@ def _latency(counts: list[int], total: float) -> HistogramMetricFamily:
 
 
 def _signing(config: Any) -> Iterator[Metric]:
-    """Per signed zone: the active key, and how long the signatures served now stay valid."""
+    """Per zone: signed or not (with the active key); per signed zone, how long the signatures
+    served now stay valid."""
     signed = GaugeMetricFamily(
-        "gslb_dnssec_zone_signed", "1 for each zone signed online, with its active key.",
+        "gslb_dnssec_zone_signed", "1 for each zone signed online, with its active key; 0 for "
+        "each zone served unsigned (key_tag and algorithm empty).",
         labels=("zone", "key_tag", "algorithm"),
     )  # fmt: skip
     expiry = GaugeMetricFamily(
@@ -171,6 +173,9 @@ def _signing(config: Any) -> Iterator[Metric]:
         info = describe_signing(settings)
         signed.add_metric([settings.fqdn, str(info["key_tag"]), info["algorithm"]], 1)
         expiry.add_metric([settings.fqdn], info["days_until_expiry"])
+    for origin, zone in config.zones.items():
+        if origin not in config.signing:
+            signed.add_metric([zone.fqdn, "", ""], 0)
     yield signed
     yield expiry
 

@@ -20,7 +20,7 @@ from gslb.dnssec.status import describe
 from gslb.dnssec.tools import keygen
 from tests.conftest import write_zone
 from tests.server import ServerThread
-from tests.test_dnssec import RRSIG, ask, bitmap_types, mixed_case, validate_reply
+from tests.test_dnssec import RRSIG, ask, bitmap_types, http_get, mixed_case, validate_reply
 
 NSEC, DS = dns.rdatatype.NSEC, dns.rdatatype.DS
 PARENT = """\
@@ -113,6 +113,9 @@ def test_an_unsigned_parent_serves_the_ds_unsigned(tmp_path, geo_db):
     with ServerThread(zones_dir(tmp_path, parent_signed=False), geo_db) as server:
         reply = ask(server, "sub.example.com", "DS")
         assert [r.rdtype for r in reply.answer] == [DS] and reply.flags & dns.flags.AA
+        metrics = http_get(server, "/metrics")  # signing on/off per zone
+    assert 'gslb_dnssec_zone_signed{algorithm="",key_tag="",zone="example.com."} 0.0' in metrics
+    assert 'zone="sub.example.com."} 1.0' in metrics
 
 
 def test_cds_delete_withdraws_the_ds(tmp_path, geo_db):
