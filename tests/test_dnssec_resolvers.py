@@ -103,6 +103,9 @@ bad:
 child:
   type: NS
   value: ns1.example.com.
+plain:
+  type: NS
+  value: ns1.example.com.
 """
 # A signed child zone on the same server: its DS comes from the parent's side of the cut.
 CHILD_TEXT = """\
@@ -149,6 +152,7 @@ def gslb(tmp_path_factory, geo_db):
     keygen(zones, ZONE, 13)
     write_zone(zones, "child.example.com", CHILD_TEXT)
     keygen(zones, "child.example.com.", 15)
+    write_zone(zones, "plain.example.com", CHILD_TEXT)  # served too, not signed
     with ServerThread(zones, geo_db) as server:
         corrupt_signature(server, b"\x03bad\x07example\x03com\x00")
         record_questions(server)
@@ -268,6 +272,14 @@ def test_signed_child_validates_through_the_parents_ds(resolver, name, rdtype, c
     log = resolver.log.read_text()[-1500:]
     assert reply.rcode() == dns.rcode.NOERROR, f"{resolver.kind}: {reply}\n{log}"
     assert reply.flags & dns.flags.AD, f"{resolver.kind}: no AD for {name}\n{log}"
+
+
+def test_unsigned_child_is_provably_insecure(resolver):
+    """An unsigned child on the same server: the parent's signed NSEC (NS, no DS) answers the
+    DS query, so the child's answers pass as insecure (no AD), not bogus."""
+    reply = resolver.ask("WwW.pLaIn.example.com", "A")
+    assert reply.rcode() == dns.rcode.NOERROR, f"{resolver.kind}: {reply}"
+    assert reply.answer and not reply.flags & dns.flags.AD
 
 
 def test_corrupted_signature_is_bogus(resolver):
