@@ -16,16 +16,21 @@ from types import MappingProxyType
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import CNAME, DynamicRecord
+from gslb.fleet.regions import RegionMap
 from gslb.geo import GeoDB
 from gslb.georanges import ASK, UNKNOWN, build_now
 from gslb.health.view import CheckState, HealthView
 from gslb.policy.chain import Engine
-from tests.geodb import WORLD, write_test_db
+from gslb.rum.config import LEVELS
+from gslb.rum.network import GLOBAL, PREFIX, prefix_key_of
+from gslb.rum.snapshot import Decision, RecordDecisions, Snapshot
+from tests.geodb import CLIENTS, WORLD, write_test_db
+from tests.test_rum import write_asn_db
 
 DE = {"country": "DE", "continent": "EU", "lat": 50.1109, "lon": 8.6821}
 AT = {"country": "AT", "continent": "EU", "lat": 48.2082, "lon": 16.3738}
@@ -43,7 +48,8 @@ NETWORKS: dict[str, dict[str, Any]] = {
 }
 
 
-def record(rules: list[dict], chain: list[str], sticky: bool = False) -> DynamicRecord:
+def record(rules: list[dict], chain: list[str], sticky: bool = False,
+           pools_used: set[str] | None = None) -> DynamicRecord:  # fmt: skip
     pools = {
         "eu": {"values": [{"value": "a.cdn.net.", "weight": 70},
                           {"value": "b.cdn.net.", "weight": 30}], "fallback": "all"},
@@ -55,6 +61,8 @@ def record(rules: list[dict], chain: list[str], sticky: bool = False) -> Dynamic
                            {"value": "b.cdn.net.", "weight": 40},
                            {"value": "c.cdn.net.", "weight": 20}]},
     }  # fmt: skip
+    if pools_used is not None:
+        pools = {name: pool for name, pool in pools.items() if name in pools_used}
     data = {
         "type": "CNAME",
         "value": "origin.example.net.",
@@ -268,3 +276,282 @@ def test_flattened_database_matches_lookups(engine) -> None:
             assert expected is not None, address
             assert (found.geos(), found.lat, found.lon) == (expected.geos(), expected.lat,
                                                             expected.lon)  # fmt: skip
+
+
+# -- fleet verdicts per region and RUM decisions -------------------------------------------
+#
+# The same guarantee with the two inputs that vary per client beyond its class: the client's
+# fleet region (from its location) and its RUM decision (from its /24 or /48, its resolver,
+# ASN, country, continent or the global key). The decision must be exactly ``explain``'s; the
+# scope at least as wide as ``explain``'s for a located client, at least the deciding RUM
+# prefix's, and correct: every address of the block gets the same decision, except where a
+# finer RUM level has its own decision inside a coarser level's block (the rum design: the
+# scope is that of the level that decided, as ``Engine.answer`` has it).
+
+TARGETS = ("a.cdn.net.", "b.cdn.net.", "c.cdn.net.")
+WITH_RUM = ["rules", "health", "rum", "performance", "proximity", "cost", "weighted"]
+KEYED_RECORDS = {
+    "full chain + rum": record(RULES, WITH_RUM),
+    "rules + rum": record(RULES, ["rules", "health", "rum", "weighted"]),
+    "sticky + rum": record(RULES, WITH_RUM, sticky=True),
+    "no rules step + rum": record(RULES, ["health", "rum", "proximity", "weighted"]),
+    "one pool + rum": record(
+        [{"pool": "all"}], ["rules", "health", "rum", "weighted"], pools_used={"all"}
+    ),  # fmt: skip
+    "one pool": record([{"pool": "all"}], ["rules", "health", "weighted"], pools_used={"all"}),
+    **RECORDS,
+}
+RUM_KEY = ("content.example.com.", CNAME)  # every test record has this name
+REGION_MAPS = {
+    "continents": RegionMap(),
+    "geo map": RegionMap(
+        {
+            "EU-FR": "west",
+            "EU-GB": "west",
+            "EU": "europe",
+            "NA-US-CA": "usw",
+            "NA": "america",
+            "AS": "apac",
+            "OC": "apac",
+        }
+    ),  # fmt: skip
+}
+REGIONS = ["EU", "NA", "AS", "OC", "AF", "SA", "west", "europe", "usw", "america", "apac"]
+PREFIXES = sorted(
+    {prefix_key_of(4, edge + delta) for edge in EDGES4 for delta in (-256, 0, 300)}
+    | {prefix_key_of(4, int(ipaddress.IPv4Address(a))) for a in CLIENTS.values()}
+    | {prefix_key_of(6, edge) for edge in EDGES6}
+)
+COUNTRIES = ["DE", "AT", "FR", "GB", "US", "IN", "JP", "SG", "BR", "AU", "ZA"]
+CONTINENTS = ["EU", "NA", "AS", "OC", "AF", "SA"]
+ASNS = ["AS64500-DE", "AS64501-DE"]
+
+
+@pytest.fixture(scope="module")
+def keyed_engine(tmp_path_factory) -> Engine:
+    directory = tmp_path_factory.mktemp("keyed")
+    geo = GeoDB.open(write_test_db(directory / "world.mmdb", NETWORKS))
+    eng = Engine(geo, random.Random(2))
+    eng.asn = write_asn_db(directory / "asn.mmdb")
+    eng.plan(list(KEYED_RECORDS.values()))
+    eng.compiler.finish()
+    yield eng
+    eng.asn.close()
+    geo.close()
+
+
+def rum_decision(level: str, key: Any, dropped: frozenset[str]) -> Decision:
+    why = {value: "slow for its users" for value in sorted(dropped)}
+    return Decision(level, str(key), why, (), 100.0, 0.0, frozenset(why))
+
+
+def snapshot(levels: dict[str, dict[Any, frozenset[str]]]) -> Snapshot:
+    by_level = {level: {key: rum_decision(level, key, dropped) for key, dropped in keys.items()}
+                for level, keys in levels.items()}  # fmt: skip
+    return Snapshot({RUM_KEY: RecordDecisions(LEVELS, by_level)}, 0.0, 1)
+
+
+def keyed_view(
+    rec: DynamicRecord, down: set[str], by_region: dict[str, set[str]] | None,
+    regions: RegionMap, rum: Snapshot | None, version: int,
+) -> HealthView:  # fmt: skip
+    """Global verdicts (``down``), per-region verdicts as ``gslb.fleet.decide`` builds them
+    (a region's view overlays its states; ``varies`` names the checks that differ), RUM."""
+    checks = {t.value: t.check for p in rec.pools.values() for t in p.targets}
+
+    def states(gone: set[str]) -> dict[str, CheckState]:
+        return {checks[v]: CheckState(up=v not in gone, reason="test") for v in checks}
+
+    view = HealthView(version, MappingProxyType(states(down)))
+    if by_region is not None:
+        varies = frozenset(checks[v] for gone in by_region.values() for v in gone ^ down)
+        regional = {
+            name: HealthView(version, MappingProxyType(states(gone)), varies=varies)
+            for name, gone in by_region.items()
+        }
+        view = HealthView(version, view.states, regional=MappingProxyType(regional),
+                          varies=varies, region_of=regions)  # fmt: skip
+    return view.with_rum(rum) if rum is not None else view
+
+
+def explain_as(engine: Engine, rec: DynamicRecord, version: int, ip: int, source, view):
+    """``explain`` for a client sending ECS with ``source`` bits, or none (source None)."""
+    if source is None:
+        address = ipaddress.ip_address(ip) if version == 6 else ipaddress.IPv4Address(ip)
+        return engine.explain(rec, address, None, view)
+    return explain(engine, rec, version, ip, source, view)
+
+
+def rum_rank(engine: Engine, rec: DynamicRecord, view: HealthView, version: int, ip: int,
+             source) -> int:  # fmt: skip
+    """How fine the client's RUM decision is: its level's index, past the last when none."""
+    if view.rum is None or "rum" not in rec.options.chain:
+        return len(LEVELS)
+    address = ipaddress.IPv4Address(ip) if version == 4 else ipaddress.IPv6Address(ip)
+    decision, _ = view.rum.lookup(RUM_KEY, address, source, engine.geo.locate(address),
+                                  engine.asn)  # fmt: skip
+    return LEVELS.index(decision.level) if decision is not None else len(LEVELS)
+
+
+dropped_sets = st.frozensets(st.sampled_from(TARGETS), max_size=2)
+rum_levels = st.fixed_dictionaries(
+    {
+        "resolver": st.dictionaries(st.sampled_from(PREFIXES), dropped_sets, max_size=6),
+        "prefix": st.dictionaries(st.sampled_from(PREFIXES), dropped_sets, max_size=12),
+        "asn": st.dictionaries(st.sampled_from(ASNS), dropped_sets, max_size=2),
+        "country": st.dictionaries(st.sampled_from(COUNTRIES), dropped_sets, max_size=8),
+        "continent": st.dictionaries(st.sampled_from(CONTINENTS), dropped_sets, max_size=4),
+        "global": st.dictionaries(st.just(GLOBAL), dropped_sets, max_size=1),
+    }
+)
+
+
+PLACED4 = [int(ipaddress.IPv4Address(a)) for a in CLIENTS.values()]
+placed = st.one_of(  # mostly clients the database places, so regions and levels vary
+    addresses,
+    st.tuples(st.just(4), st.sampled_from(PLACED4), st.integers(-70000, 70000)),
+    st.tuples(st.just(4), st.sampled_from(PLACED4), st.integers(-600, 600)),
+    st.tuples(st.just(6), st.sampled_from(EDGES6), st.integers(0, 2**96)),
+)
+
+
+def clip(client: tuple[int, int, int]) -> tuple[int, int]:
+    version, base, offset = client
+    return version, min(max(base + offset, 0), 2 ** (32 if version == 4 else 128) - 1)
+
+
+@settings(
+    max_examples=500, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.one_of(
+        st.sampled_from(sorted(KEYED_RECORDS)),
+        st.sampled_from(sorted(n for n in KEYED_RECORDS if n.endswith("rum"))),
+    ),
+    client=placed,
+    earlier=st.lists(placed, max_size=3),
+    near=st.lists(st.integers(-4096, 4096), max_size=3),
+    ecs=st.sampled_from(["full", "subnet", "none"]),
+    down=st.sets(st.sampled_from(TARGETS)),
+    regional=st.one_of(
+        st.none(),
+        st.dictionaries(
+            st.sampled_from(REGIONS), st.sets(st.sampled_from(TARGETS)), min_size=1, max_size=6
+        ),
+    ),
+    regions=st.sampled_from(sorted(REGION_MAPS)),
+    rum=st.one_of(st.none(), rum_levels, rum_levels),
+    own=st.one_of(st.none(), st.none(), dropped_sets),
+    version_bump=st.integers(0, 3),
+)
+def test_regional_and_rum_decisions_like_explain(
+    keyed_engine,
+    name,
+    client,
+    earlier,
+    near,
+    ecs,
+    down,
+    regional,
+    regions,
+    rum,
+    own,
+    version_bump,
+) -> None:
+    engine = keyed_engine
+    rec = KEYED_RECORDS[name]
+    version, ip = clip(client)
+    bits = 32 if version == 4 else 128
+    source = {"full": bits, "subnet": 24 if version == 4 else 56, "none": None}[ecs]
+    if rum is not None and own is not None:  # the client's own network (or resolver) measured
+        rum["prefix" if source is not None else "resolver"][prefix_key_of(version, ip)] = own
+    snap = snapshot(rum) if rum is not None else None
+    view = keyed_view(rec, down, regional, REGION_MAPS[regions], snap, 40 + version_bump)
+    # Earlier clients under the same view fill the per-class decisions first: a decision
+    # kept under too coarse a key would then be handed to the client below.
+    neighbours = [(version, base + delta, 0) for version, base in [clip(client)] for delta in near]
+    for other_version, other_ip in map(clip, [*earlier, *neighbours]):
+        if other_version == version:
+            masked = ecs_of(version, other_ip, source)[1] if source is not None else other_ip
+            decided = engine.decide(rec, version, masked, source, view)
+            if decided is not None:
+                trace = explain_as(engine, rec, version, other_ip, source, view)
+                assert outcome(decided[1]) == outcome(trace)
+    masked = ecs_of(version, ip, source)[1] if source is not None else ip
+    decided = engine.decide(rec, version, masked, source, view)
+    if decided is None:  # left to the database: only ::/64 and alias ranges do that
+        assert version == 6 and masked >> 64 == 0
+        return
+    answer, prepared, _ = decided
+    trace = explain_as(engine, rec, version, ip, source, view)
+    assert outcome(prepared) == outcome(trace)
+    rank = rum_rank(engine, rec, view, version, masked, source)
+    event(f"rum level {LEVELS[rank] if rank < len(LEVELS) else None}")
+    event(f"region {trace['region']['client'] if regional is not None else 'not regional'}")
+    if source is None:
+        return  # no ECS option: no scope to check
+    scope = answer.scope
+    if trace["client"]["location"] is not None:
+        assert scope <= trace["answer"]["scope"], "at least as wide as the step-by-step scope"
+    if rank == LEVELS.index("prefix"):
+        assert scope >= min(PREFIX[version], source), "the client's own /24 or /48 decided"
+    rng = random.Random(ip)
+    block = masked >> (bits - scope) << (bits - scope) if scope else 0
+    inside = [block | rng.getrandbits(bits - scope) if scope < bits else block for _ in range(6)]
+    known = PLACED4 + EDGES4 if version == 4 else EDGES6  # other places in the block
+    inside += [a for a in known if a >> (bits - scope) == block >> (bits - scope)]
+    for other in inside:
+        if rum_rank(engine, rec, view, version, other, bits) < rank:
+            continue  # a finer RUM level decides there: by design, see above
+        assert outcome(explain_as(engine, rec, version, other, bits, view)) == outcome(trace)
+
+
+def region_view(rec: DynamicRecord, eu_down: set[str], version: int) -> HealthView:
+    return keyed_view(rec, set(), {"EU": eu_down, "NA": set()}, RegionMap(), None, version)
+
+
+def test_a_regional_outage_moves_only_that_regions_clients_on_the_compiled_path(
+    keyed_engine,
+) -> None:
+    rec = KEYED_RECORDS["rules only"]
+    view = region_view(rec, {"a.cdn.net.", "b.cdn.net."}, 50)
+    engine = keyed_engine
+    de = int(ipaddress.IPv4Address("46.4.7.10"))  # rule 2 (46.0.0.0/8): pool eu
+    us = int(ipaddress.IPv4Address(CLIENTS["US-NY"]))
+    eu_answer, eu_prepared, _ = engine.decide(rec, 4, de, 24, view)
+    assert eu_prepared.pool == "all" and eu_answer.values == ("c.cdn.net.",)
+    assert eu_answer.reason == "fallback"
+    trace = explain(engine, rec, 4, de, 24, view)
+    assert trace["region"]["client"] == "EU" and outcome(trace) == outcome(eu_prepared)
+    assert 0 < eu_answer.scope <= trace["answer"]["scope"]
+    _, us_prepared, _ = engine.decide(rec, 4, us, 24, view)
+    assert us_prepared.pool == "all" and len(us_prepared.choices) == 3
+    assert engine.decide(rec, 4, us, 24, view)[1] is us_prepared, "decided once per region"
+    # Brazil shares the catch-all's class with New York, not its region's verdicts.
+    br = int(ipaddress.IPv4Address(CLIENTS["BR"]))
+    split = keyed_view(rec, set(), {"NA": set(), "SA": {"c.cdn.net."}}, RegionMap(), None, 52)
+    _, us_prepared, _ = engine.decide(rec, 4, us, 24, split)
+    _, br_prepared, _ = engine.decide(rec, 4, br, 24, split)
+    assert {c.label for c in us_prepared.choices} == set(TARGETS)
+    assert {c.label for c in br_prepared.choices} == {"a.cdn.net.", "b.cdn.net."}
+    unchanged = region_view(rec, set(), 51)
+    answer, prepared, _ = engine.decide(rec, 4, de, 24, unchanged)
+    assert prepared.pool == "eu"
+    assert answer.scope == explain(engine, rec, 4, de, 24, unchanged)["answer"]["scope"]
+
+
+def test_a_networks_rum_decision_on_the_compiled_path(keyed_engine) -> None:
+    rec = KEYED_RECORDS["one pool + rum"]
+    de = int(ipaddress.IPv4Address(CLIENTS["DE"]))
+    neighbour = de + 256  # the next /24, same country
+    snap = snapshot({"prefix": {prefix_key_of(4, de): frozenset({"a.cdn.net.", "b.cdn.net."})},
+                     "country": {"DE": frozenset({"c.cdn.net."})}})  # fmt: skip
+    view = HealthView(60).with_rum(snap)
+    answer, _, _ = keyed_engine.decide(rec, 4, de, 24, view)
+    assert answer.values == ("c.cdn.net.",) and answer.scope == 24
+    _, prepared, _ = keyed_engine.decide(rec, 4, neighbour, 24, view)
+    assert {c.label for c in prepared.choices} == {"a.cdn.net.", "b.cdn.net."}
+    assert keyed_engine.decide(rec, 4, neighbour, 20, view)[1] is prepared, "/20: no /24 known"
+    scope = keyed_engine.decide(rec, 4, neighbour, 24, view)[0].scope
+    assert scope < 24, "the country decided: its block, not the /24"
+    assert scope <= explain(keyed_engine, rec, 4, neighbour, 24, view)["answer"]["scope"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 from gslb.config.model import DynamicRecord
@@ -43,6 +44,15 @@ STEPS: dict[str, Step] = {
     "weighted": weighted.step,
 }
 TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
+
+
+class Unplaced(Exception):
+    """The compiled path cannot place this client (the database's own logic must): the
+    caller answers it step by step."""
+
+
+def _same(place: tuple[Any, int]) -> tuple[Any, int]:
+    return place
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,15 +147,14 @@ class Engine:
         """The cold path: (answer, prepared decision, sticky key) for a client given as
         (family, integer address, ECS source prefix or None), from the record's compiled
         table: one bisect, the class's decision (made once per class and health view), the
-        weighted pick. None when the table is not built yet or the address needs the
-        database's own logic (alias ranges): the caller then asks ``answer``."""
-        if health.regional:
-            return None  # fleet verdicts per region: the region is not part of a class (yet)
+        weighted pick. Fleet verdicts per region and RUM decisions add their own key to the
+        class's (``_decide_keyed``). None when the table is not built yet or the address
+        needs the database's own logic (alias ranges): the caller then asks ``answer``."""
         plan = self._plans.get(id(record), False)
         if plan is False or (plan is not None and plan.record is not record):
             plan = self._plan_for(record)
-        if plan is None or (plan.rum and health.rum is not None):
-            return None  # RUM decisions per client network: see gslb.policy.compile
+        if plan is None:
+            return None
         table = plan.table
         family = None
         if table is None:  # no client input at all: the catch-all, scope 0
@@ -158,12 +167,21 @@ class Engine:
         if plan.health is not health or plan.version != health.version:
             plan.health, plan.version = health, health.version
             plan.decisions = [None] * (len(table.classes) if table is not None else 2)
+            plan.keyed = {}
+        if (health.regional and health.region_of is not None) or (
+            plan.rum and health.rum is not None
+        ):
+            return self._decide_keyed(plan, klass, scope, version, ip, source, health)
         prepared = plan.decisions[klass]
         if prepared is None:
             prepared = plan.decisions[klass] = self._decide_class(plan, klass, version, ip,
                                                                   source, health)  # fmt: skip
         if family is not None and family.rules is not None and not prepared.used_location:
             scope = family.rules.find(ip >> family.shift)[1]  # only the rule mattered
+        return self._finish(prepared, scope, version, ip)
+
+    def _finish(self, prepared: Prepared, scope: int, version: int, ip: int):
+        """The sticky key (and its scope floor), then the weighted pick."""
         if prepared.sticky:
             if version == 4:
                 key = ip >> 8
@@ -173,6 +191,64 @@ class Engine:
                 scope = scope if scope > 56 else 56
             return self.pick(prepared, scope, key), prepared, key
         return self.pick(prepared, scope, 0), prepared, 0
+
+    def _decide_keyed(
+        self, plan: RecordPlan, klass: int, scope: int, version: int, ip: int,
+        source: int | None, health: HealthView,
+    ) -> tuple[Answer, Prepared, int] | None:  # fmt: skip
+        """The cold path when the decision also depends on the client's fleet region or its
+        RUM decision: the same class, plus the region (from the client's location in the
+        flattened database, one more bisect) and the RUM outcome (the snapshot's keys; the
+        client's /24 is one dict lookup), key the prepared decision. The ECS scope grows as
+        ``answer`` grows it: to the client's location block when the decision read it (a
+        verdict that differs by region), to the deciding RUM level's prefix."""
+        place: tuple[Any, int] | None = None
+        region = None
+        if health.regional and health.region_of is not None:
+            place = self._where(version, ip)
+            if place is None:
+                return None  # database not flattened yet, or an alias range
+            region = health.region_of(place[0])
+        decision, rum_scope = None, 0
+        if plan.rum and health.rum is not None:
+            where = partial(self._placed, version, ip) if place is None else partial(_same, place)
+            try:
+                decision, rum_scope = health.rum.find(plan.rum, version, ip, source, where,
+                                                      self.asn)  # fmt: skip
+            except Unplaced:
+                return None  # a level above the /24 needs the database's own logic
+        key = (klass, region, decision.outcome if decision is not None else None)
+        prepared = plan.keyed.get(key)
+        if prepared is None:
+            location = place[0] if place is not None else None
+            prepared = plan.keyed[key] = self._decide_class(
+                plan, klass, version, ip, source, health.for_region(region), decision, location
+            )
+        table = plan.table
+        if prepared.used_location:
+            if place is not None and place[1] > scope:
+                scope = place[1]  # e.g. a verdict that differs by region
+        elif table is not None:
+            family = table.families[version]
+            if family.rules is not None:
+                scope = family.rules.find(ip >> family.shift)[1]  # only the rule mattered
+        if rum_scope > scope:
+            scope = rum_scope
+        return self._finish(prepared, scope, version, ip)
+
+    def _where(self, version: int, ip: int) -> tuple[Any, int] | None:
+        """(location, block scope) from the flattened database; without a database every
+        client is of unknown location, which decides alike for all (scope 0)."""
+        if self._locate is None:
+            return None, 0
+        return self.compiler.where(version, ip)
+
+    def _placed(self, version: int, ip: int) -> tuple[Any, int]:
+        """``_where`` for the RUM snapshot, asked only when a level above the /24 decides."""
+        place = self._where(version, ip)
+        if place is None:
+            raise Unplaced
+        return place
 
     def _plan_for(self, record: DynamicRecord) -> RecordPlan | None:
         comp = self._compiled.get(id(record))
@@ -186,7 +262,7 @@ class Engine:
             if table is None:
                 return None  # not built yet: ask again next time
             plan = RecordPlan(record, table)
-        plan.rum = comp.rum is not None
+        plan.rum = comp.rum
         if len(self._plans) >= 4096:
             self._plans.clear()  # records of old configurations
         self._plans[id(record)] = plan
@@ -194,9 +270,12 @@ class Engine:
 
     def _decide_class(
         self, plan: RecordPlan, klass: int, version: int, ip: int, source: int | None,
-        health: HealthView,
+        view: HealthView, rum_decision: Any = None, location: Any = None,
     ) -> Prepared:  # fmt: skip
-        """Run the chain once for a class, with one of its addresses as the client."""
+        """Run the chain once for a class, with one of its addresses as the client: under the
+        health view of the client's region and with its RUM decision when they apply.
+        ``location`` is the client's when its region was looked up (``answer`` locates such a
+        client too; no step but proximity reads it, and proximity classes carry theirs)."""
         record = plan.record
         comp = self._compiled.get(id(record))
         if comp is None or comp.record is not record:
@@ -204,8 +283,10 @@ class Engine:
         table = plan.table
         match = comp.fixed if table is None else table.classes[klass].match()  # type: ignore
         address = ipaddress.IPv4Address(ip) if version == 4 else ipaddress.IPv6Address(ip)
+        if location is not None and match.location is None:
+            match = replace(match, location=location, located=True)
         client = Client(address, source, match.location, match.located)
-        prepared = self.run(comp, client, match, health, NULL_TRACE)
+        prepared = self.run(comp, client, match, view, NULL_TRACE, rum_decision)
         prepared.pins = (comp,)
         return prepared
 

@@ -87,13 +87,18 @@ class FamilyTable:
         widest aligned block around the address that stays inside its range."""
         starts = self.starts
         i = bisect_right(starts, key) - 1
-        first = starts[i]
-        width = self.bits
-        below = ((first - 1) ^ key).bit_length() - 1 if first else width
-        end = starts[i + 1] if i + 1 < len(starts) else 1 << width
-        above = (end ^ key).bit_length() - 1
-        free = below if below < above else above
-        return self.classes[i], width - free
+        return self.classes[i], block_scope(starts, i, key, self.bits)
+
+
+def block_scope(starts: array, i: int, key: int, width: int) -> int:
+    """The prefix length of the widest aligned block around ``key`` that stays inside range
+    ``i`` of ``starts`` (keys ``width`` bits wide)."""
+    first = starts[i]
+    below = ((first - 1) ^ key).bit_length() - 1 if first else width
+    end = starts[i + 1] if i + 1 < len(starts) else 1 << width
+    above = (end ^ key).bit_length() - 1
+    free = below if below < above else above
+    return width - free
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,10 +120,13 @@ class RecordPlan:
 
     record: DynamicRecord
     table: RecordTable | None  # None: the record reads nothing of the client (scope 0)
-    rum: bool = False  # the chain has a rum step (decided step by step while RUM has data)
+    rum: tuple[str, int] | None = None  # the RUM snapshot's key when the chain has a rum step
     health: Any = None
     version: int = -1
     decisions: list = field(default_factory=list)
+    # (class, fleet region, RUM outcome) -> decision, for views with regional verdicts or
+    # RUM data: bounded by classes x regions x distinct dropped sets.
+    keyed: dict = field(default_factory=dict)
 
 
 def signature(record: DynamicRecord, proximity: bool) -> tuple:
@@ -291,6 +299,24 @@ class Compiler:
 
     def table(self, record: DynamicRecord, proximity: bool) -> RecordTable | None:
         return self.tables.get(signature(record, proximity))
+
+    def where(self, version: int, ip: int) -> tuple[Any, int] | None:
+        """(location, scope) of a client from the flattened database: one bisect. The scope
+        is the widest aligned block around the client with that same location (at least the
+        database network ``GeoDB.locate`` reports). None until the database is flattened, or
+        where the database's own logic must answer (ASK ranges)."""
+        tables = self.geo_ranges
+        if tables is None:
+            return None
+        geo = tables[version]
+        key = ip >> geo.shift
+        starts = geo.starts
+        i = bisect_right(starts, key) - 1
+        place = geo.places[i]
+        if place == ASK:
+            return None
+        location = geo.locations[place] if place != UNKNOWN else None
+        return location, block_scope(starts, i, key, geo.bits)
 
     def work(self, budget: float) -> bool:
         deadline = time.perf_counter() + budget

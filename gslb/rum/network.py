@@ -25,9 +25,13 @@ GLOBAL = "*"
 
 def prefix_key(address: Address) -> int:
     """The client's /24 (IPv4) or /48 (IPv6) as one int, the two families kept apart."""
-    if address.version == 4:
-        return int(address) >> 8
-    return (int(address) >> 80) | _V6_TAG
+    return prefix_key_of(address.version, int(address))
+
+
+def prefix_key_of(version: int, ip: int) -> int:
+    """``prefix_key`` of an address given as (family, integer): the compiled DNS path has
+    no address object."""
+    return ip >> 8 if version == 4 else (ip >> 80) | _V6_TAG
 
 
 def prefix_text(key: int) -> str:

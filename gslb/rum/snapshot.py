@@ -9,10 +9,12 @@ and why, with the figures ``explain`` shows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv6Address
 from typing import Any
 
-from gslb.rum.network import GLOBAL, PREFIX, AsnDB, asn_key, prefix_key
+from gslb.rum.network import GLOBAL, PREFIX, AsnDB, asn_key, prefix_key_of
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,36 +73,63 @@ class Snapshot:
         the query's source prefix. (None, 0) when no level has enough data. ``location`` may
         be a callable returning it: it is then called only when a level above the /24 is
         asked (a client whose own /24 decides costs no geo lookup)."""
+
+        def where() -> tuple[Any, int]:
+            found = location() if callable(location) else location
+            return found, found.network.prefixlen if found is not None else 0
+
+        return self.find(record, address.version, int(address), source, where, asn)
+
+    def find(
+        self,
+        record: tuple[str, int],
+        version: int,
+        ip: int,
+        source: int | None,
+        where: Callable[[], tuple[Any, int]],
+        asn: AsnDB | None,
+    ) -> tuple[Decision | None, int]:
+        """``lookup`` for a client given as (family, integer address), as the compiled DNS
+        path has it: its /24 costs one dict lookup. ``where()`` gives (location, prefix
+        length of the block that located it) and is called only when a level above the /24
+        is asked; the compiled path answers it from the flattened database, whose blocks are
+        at least as wide as the database network ``lookup`` uses."""
         decisions = self.records.get(record)
         if decisions is None:
             return None, 0
+        place = None
         for level in decisions.levels:
             keys = decisions.by_level.get(level)
             if not keys:
                 continue
-            if level != "prefix" and callable(location):
-                location = location()
-            decision, scope = _find(level, keys, address, source, location, asn)
+            if level == "prefix":
+                width = PREFIX[version]
+                if source is not None and source < width:
+                    continue  # the query does not say which /24 the client is in
+                decision, scope = keys.get(prefix_key_of(version, ip)), width
+            elif level == "resolver":  # without ECS the address is the resolver's
+                if source is not None:
+                    continue
+                decision, scope = keys.get(prefix_key_of(version, ip)), 0
+            elif level == "global":
+                decision, scope = keys.get(GLOBAL), 0
+            else:
+                if place is None:
+                    place = where()
+                decision, scope = _placed(level, keys, version, ip, place, asn)
             if decision is not None:
                 return decision, scope if source is None else min(scope, source)
         return None, 0
 
 
-def _find(
-    level: str, keys: Any, address: Any, source: int | None, location: Any, asn: AsnDB | None
+def _placed(
+    level: str, keys: Any, version: int, ip: int, place: tuple[Any, int], asn: AsnDB | None
 ) -> tuple[Decision | None, int]:
-    if level == "resolver":  # without ECS the address is the resolver's: its users decide
-        return (keys.get(prefix_key(address)), 0) if source is None else (None, 0)
-    if level == "prefix":
-        width = PREFIX[address.version]
-        if source is not None and source < width:
-            return None, 0  # the query does not say which /24 the client is in
-        return keys.get(prefix_key(address)), width
-    if level == "global":
-        return keys.get(GLOBAL), 0
-    geo_prefix = location.network.prefixlen if location is not None else 0
+    """The levels that need the client's location: ASN within country, country, continent."""
+    location, geo_prefix = place
     country = getattr(location, "country", None) if location is not None else None
     if level == "asn":
+        address = IPv4Address(ip) if version == 4 else IPv6Address(ip)
         found = asn.lookup(address) if asn is not None else None
         if found is None:
             return None, 0
