@@ -555,3 +555,22 @@ def test_a_networks_rum_decision_on_the_compiled_path(keyed_engine) -> None:
     scope = keyed_engine.decide(rec, 4, neighbour, 24, view)[0].scope
     assert scope < 24, "the country decided: its block, not the /24"
     assert scope <= explain(keyed_engine, rec, 4, neighbour, 24, view)["answer"]["scope"]
+
+
+def test_decisions_per_region_and_outcome_stay_bounded(keyed_engine) -> None:
+    """Classes x regions x RUM outcomes can be many on a City database: the oldest decision
+    makes room for a new one (no wholesale clear), and every answer stays right."""
+    engine = Engine(keyed_engine.geo, random.Random(4), cache_size=3)
+    rec = KEYED_RECORDS["one pool + rum"]
+    engine.plan([rec])
+    engine.compiler.finish()
+    clients = [int(ipaddress.IPv4Address(CLIENTS[c])) for c in ("DE", "US-NY", "JP", "BR", "AU")]
+    drops = [frozenset({t}) for t in TARGETS] + [frozenset(), frozenset(TARGETS[:2])]
+    snap = snapshot({"prefix": {prefix_key_of(4, ip): drops[n] for n, ip in enumerate(clients)}})
+    by_region = {"EU": {"a.cdn.net."}, "NA": {"b.cdn.net."}, "AS": set(), "SA": {"c.cdn.net."}}
+    view = keyed_view(rec, set(), by_region, RegionMap(), snap, 70)
+    for _ in range(2):
+        for ip in clients:
+            _, prepared, _ = engine.decide(rec, 4, ip, 24, view)
+            assert outcome(prepared) == outcome(explain(engine, rec, 4, ip, 24, view))
+    assert len(engine._plans[id(rec)].keyed) == 3

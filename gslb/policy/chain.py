@@ -28,7 +28,7 @@ from gslb.policy.client import (
     full_prefix,
     sticky_key,
 )
-from gslb.policy.compile import ASK_CLASS, Compiler, RecordPlan
+from gslb.policy.compile import ASK_CLASS, Compiler, RecordPlan, Unplaced
 from gslb.policy.context import NULL_TRACE, Candidate, Context, NullTrace, Step, Trace, candidates
 from gslb.policy.rules import Match, RuleIndex
 from gslb.policy.weighted import Prepared
@@ -46,9 +46,7 @@ STEPS: dict[str, Step] = {
 TYPE_NAMES = {1: "A", 28: "AAAA", 5: "CNAME"}
 
 
-class Unplaced(Exception):
-    """The compiled path cannot place this client (the database's own logic must): the
-    caller answers it step by step."""
+NOWHERE = (None, 0)  # no database: every client of unknown location
 
 
 def _same(place: tuple[Any, int]) -> tuple[Any, int]:
@@ -125,6 +123,9 @@ class Engine:
         # Address tables compiled ahead (the cold path); plans per record object.
         self.compiler = Compiler(geo)
         self._plans: dict[int, RecordPlan | None] = {}
+        # id(location) -> (location, fleet region) for the flattened database's locations.
+        self._regions: dict[int, tuple[Any, Any]] = {}
+        self._regions_of: Any = None
 
     # -- compiled tables ---------------------------------------------------------------------
 
@@ -204,24 +205,28 @@ class Engine:
         verdict that differs by region), to the deciding RUM level's prefix."""
         place: tuple[Any, int] | None = None
         region = None
-        if health.regional and health.region_of is not None:
-            place = self._where(version, ip)
-            if place is None:
-                return None  # database not flattened yet, or an alias range
-            region = health.region_of(place[0])
         decision, rum_scope = None, 0
-        if plan.rum and health.rum is not None:
-            where = partial(self._placed, version, ip) if place is None else partial(_same, place)
-            try:
+        try:
+            if health.regional and health.region_of is not None:
+                place = self._place(version, ip)
+                region = self._region_of(place[0], health.region_of)
+            if plan.rum and health.rum is not None:
+                if place is not None:
+                    where = partial(_same, place)
+                else:  # asked only when a level above the client's /24 decides
+                    where = partial(self._place, version, ip)
                 decision, rum_scope = health.rum.find(plan.rum, version, ip, source, where,
                                                       self.asn)  # fmt: skip
-            except Unplaced:
-                return None  # a level above the /24 needs the database's own logic
+        except Unplaced:
+            return None  # database not flattened yet, or an alias range
         key = (klass, region, decision.outcome if decision is not None else None)
-        prepared = plan.keyed.get(key)
+        keyed = plan.keyed
+        prepared = keyed.get(key)
         if prepared is None:
+            if len(keyed) >= self.cache_size:  # a City database: many classes x outcomes
+                del keyed[next(iter(keyed))]  # the oldest goes, never a wholesale clear
             location = place[0] if place is not None else None
-            prepared = plan.keyed[key] = self._decide_class(
+            prepared = keyed[key] = self._decide_class(
                 plan, klass, version, ip, source, health.for_region(region), decision, location
             )
         table = plan.table
@@ -236,19 +241,26 @@ class Engine:
             scope = rum_scope
         return self._finish(prepared, scope, version, ip)
 
-    def _where(self, version: int, ip: int) -> tuple[Any, int] | None:
-        """(location, block scope) from the flattened database; without a database every
-        client is of unknown location, which decides alike for all (scope 0)."""
+    def _place(self, version: int, ip: int) -> tuple[Any, int]:
+        """(location, block scope) from the flattened database (``Compiler.place``); without
+        a database every client is of unknown location, which decides alike for all."""
         if self._locate is None:
-            return None, 0
-        return self.compiler.where(version, ip)
+            return NOWHERE
+        return self.compiler.place(version, ip)
 
-    def _placed(self, version: int, ip: int) -> tuple[Any, int]:
-        """``_where`` for the RUM snapshot, asked only when a level above the /24 decides."""
-        place = self._where(version, ip)
-        if place is None:
-            raise Unplaced
-        return place
+    def _region_of(self, location: Any, region_of: Any) -> Any:
+        """The fleet region of a location, memoised per location object (the flattened
+        database interns them) for as long as the region function stays the same."""
+        if self._regions_of is not region_of:
+            if self._regions_of != region_of:
+                self._regions.clear()
+            self._regions_of = region_of  # an equal map unpickled with a new view
+        known = self._regions.get(id(location))
+        if known is None or known[0] is not location:
+            if len(self._regions) >= 65536:
+                self._regions.clear()
+            known = self._regions[id(location)] = (location, region_of(location))
+        return known[1]
 
     def _plan_for(self, record: DynamicRecord) -> RecordPlan | None:
         comp = self._compiled.get(id(record))

@@ -19,16 +19,24 @@ Two levels keep a health flip from ever stalling an answer:
   same chain ``explain`` runs, on its first query. A flood of new clients cannot make more
   decisions than there are classes.
 
-Not compiled (yet), so answered step by step: a record with a ``rum`` step while the health
-view carries RUM decisions, and any record while the view has fleet verdicts per region.
+Two inputs vary per client beyond its class, and change at run time, so they key the
+decision rather than split the table (``Engine._decide_keyed``):
 
-Extension point: a signal that varies per client network (RUM decisions per /24 or ASN, the
-fleet region of a location) is one more input to the class. Its snapshot supplies ranges ->
-value (RUM networks are prefixes; regions follow locations); the compiler splits the class
-ranges where the value changes and adds the value to the class key in
-``Classifier.classify``; the decision level and the query path stay as they are. Because such
-snapshots change at run time, their split is a third level rebuilt in slices like the table,
-the old one serving until the new one is swapped in.
+- the client's **fleet region**, when the health view has verdicts per region: a function of
+  its location, which ``Compiler.place`` reads from the flattened database (one more bisect,
+  the location objects interned, their region memoised); the decision is made under that
+  region's view;
+- its **RUM decision**, when the record has a ``rum`` step and the view a RUM snapshot: the
+  snapshot is keyed per network, so ``Snapshot.find`` costs one dict lookup for the client's
+  /24 (or /48) and asks ``Compiler.place`` only when a coarser level (ASN, country,
+  continent) must decide; the decision keys on the *set* it drops.
+
+A decision is then made once per (class, region, dropped set) and health view, by the same
+chain as ``explain`` (at most ``Engine.cache_size`` of them, the oldest making room); the ECS scope is the class's, widened as ``Engine.answer`` widens it: to
+the client's location block when the decision read the location (a verdict that differs by
+region), and to the deciding RUM level's prefix. A location block of the flattened database
+holds the database network ``GeoDB.locate`` reports, so the scope is never narrower than the
+step-by-step one for a located client.
 """
 
 from __future__ import annotations
@@ -54,6 +62,11 @@ MAX_RANGES = 12_000_000
 # Seconds a process spends building before it answers its first query (the GeoIP flattening
 # and the first tables fit on the shipped database); the rest is built between answers.
 COMPILE_AT_START = 20.0
+
+
+class Unplaced(Exception):
+    """The flattened database cannot place this client (not built yet, or an alias range the
+    database answers through its own logic): the caller answers it step by step."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -300,23 +313,24 @@ class Compiler:
     def table(self, record: DynamicRecord, proximity: bool) -> RecordTable | None:
         return self.tables.get(signature(record, proximity))
 
-    def where(self, version: int, ip: int) -> tuple[Any, int] | None:
+    def place(self, version: int, ip: int) -> tuple[Any, int]:
         """(location, scope) of a client from the flattened database: one bisect. The scope
         is the widest aligned block around the client with that same location (at least the
-        database network ``GeoDB.locate`` reports). None until the database is flattened, or
-        where the database's own logic must answer (ASK ranges)."""
+        database network ``GeoDB.locate`` reports). Raises ``Unplaced`` until the database is
+        flattened, and where the database's own logic must answer (ASK ranges)."""
         tables = self.geo_ranges
         if tables is None:
-            return None
+            raise Unplaced
         geo = tables[version]
         key = ip >> geo.shift
         starts = geo.starts
         i = bisect_right(starts, key) - 1
         place = geo.places[i]
-        if place == ASK:
-            return None
-        location = geo.locations[place] if place != UNKNOWN else None
-        return location, block_scope(starts, i, key, geo.bits)
+        if place < 0:
+            if place == ASK:
+                raise Unplaced
+            return None, block_scope(starts, i, key, geo.bits)
+        return geo.locations[place], block_scope(starts, i, key, geo.bits)
 
     def work(self, budget: float) -> bool:
         deadline = time.perf_counter() + budget

@@ -52,6 +52,14 @@ class RecordDecisions:
 
     levels: tuple[str, ...]
     by_level: dict[str, dict[Any, Decision]]  # level -> {key: Decision}
+    # (level, keys) of the levels that have keys, finest first: what a query walks.
+    present: tuple[tuple[str, dict[Any, Decision]], ...] = field(
+        init=False, repr=False, compare=False
+    )
+
+    def __post_init__(self) -> None:
+        present = tuple((lv, self.by_level[lv]) for lv in self.levels if self.by_level.get(lv))
+        object.__setattr__(self, "present", present)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +106,7 @@ class Snapshot:
         if decisions is None:
             return None, 0
         place = None
-        for level in decisions.levels:
-            keys = decisions.by_level.get(level)
-            if not keys:
-                continue
+        for level, keys in decisions.present:
             if level == "prefix":
                 width = PREFIX[version]
                 if source is not None and source < width:
