@@ -17,6 +17,7 @@ import pytest
 
 from gslb.config.load import load_config
 from gslb.dns.responder import Responder
+from gslb.dnssec.canonical import successor
 from gslb.dnssec.tools import keygen
 from tests import test_dnssec
 from tests.conftest import core_zone_text, write_zone
@@ -223,3 +224,57 @@ def test_nsec_query_through_a_dname_answers_the_targets_nsec(tmp_path, geo_db):
             assert nsec.name == dns.name.from_text("www.new.example.com")
             assert bitmap_types(nsec) == {A, RRSIG, NSEC}
             assert only(ask(server, "www.new.example.com", "NSEC").answer, NSEC) == nsec
+
+
+def name_of_length(total: int, first: int = 63) -> dns.name.Name:
+    """A name under example.com. of exactly ``total`` wire octets, first label ``first`` long."""
+    labels, rest = ["b" * first], total - 13 - first - 1
+    while rest > 0:
+        size = min(63, rest - 1)
+        size -= 1 if rest - size - 1 == 1 else 0
+        labels.append("a" * size)
+        rest -= size + 1
+    name = dns.name.from_text(".".join(labels) + ".example.com.")
+    assert len(name.to_wire()) == total
+    return name
+
+
+@pytest.mark.parametrize(("total", "first"), [(253, 63), (254, 63), (254, 20), (255, 63),
+                                              (255, 20)])  # fmt: skip
+@pytest.mark.parametrize("rdtype", ["A", "NSEC"])
+def test_the_longest_names_get_a_well_formed_nsec(signed_server, total, first, rdtype):
+    """``\\000.name`` would be longer than 255 octets for a 254- or 255-octet name (the reply
+    was malformed before): the next name is then the successor RFC 4471 gives, still after
+    the name and before every other name that can exist."""
+    name = name_of_length(total, first)
+    reply = ask(signed_server, name.to_text().upper(), rdtype)
+    assert reply.rcode() == dns.rcode.NOERROR
+    assert validate_reply(reply, served_keys(signed_server)) >= 1
+    (nsec,) = [r for r in reply.answer + reply.authority if r.rdtype == NSEC]
+    after = nsec[0].next
+    assert nsec.name == name < after and len(after.to_wire()) <= 255
+    if total == 253:
+        assert after == dns.name.Name([b"\x00", *name.labels])
+    assert bitmap_types(nsec) == {NXNAME, RRSIG, NSEC}
+
+
+def test_successor_steps():
+    wire = name_of_length(255).to_wire()
+    label = wire[1:64]
+    assert successor(wire) == b"\x3f" + label[:-1] + b"c" + wire[64:], "b -> c"
+    at = b"\x3f" + b"b" * 62 + b"@" + wire[64:]
+    assert successor(at) == b"\x3f" + b"b" * 62 + b"[" + wire[64:], "never an uppercase octet"
+    ff = b"\x3f" + b"b" * 61 + b"\xff\xff" + wire[64:]
+    assert successor(ff) == b"\x3d" + b"b" * 60 + b"c" + wire[64:], "0xFF dropped, carried"
+    assert successor(b"\x3f" + b"\xff" * 63 + wire[64:]) is None, "nothing safe comes next"
+    short = name_of_length(254, 20).to_wire()
+    assert successor(short) == b"\x15" + short[1:21] + b"\x00" + short[21:]
+
+
+def test_a_name_no_nsec_can_deny_alone_is_servfail(signed_server):
+    """255 octets, a first label of 0xFF octets only: every name after it in canonical order
+    could be real, so no compact NSEC is made; SERVFAIL, and the server keeps answering."""
+    tail = name_of_length(255).labels[1:]
+    reply = ask(signed_server, dns.name.Name([b"\xff" * 63, *tail]), "A")
+    assert reply.rcode() == dns.rcode.SERVFAIL
+    assert ask(signed_server, "www.example.com", "A").rcode() == dns.rcode.NOERROR

@@ -296,3 +296,13 @@ def test_resolvers_randomize_case_and_still_validate(resolver, gslb):
     assert reply.flags & dns.flags.AD
     sent = [q for q in gslb.questions[before:] if b"probe" in q.lower()]
     assert sent and any(q != q.lower() for q in sent), f"{resolver.kind} sent no mixed-case name"
+
+
+@pytest.mark.parametrize(("total", "first"), [(254, 63), (255, 20)])
+def test_the_longest_names_validate(resolver, total, first):
+    """254 and 255 octets: no room for ``\\000.name``; the RFC 4471 successor validates."""
+    from tests.test_dnssec_meta import name_of_length
+
+    name = name_of_length(total, first).to_text()
+    reply = resolver.ask(mixed_case(name), "A")
+    assert reply.rcode() == dns.rcode.NOERROR and reply.flags & dns.flags.AD, str(reply)

@@ -72,3 +72,34 @@ def type_bitmap(types) -> bytes:
         used = bytes(bits).rstrip(b"\x00")
         out += bytes((number, len(used))) + used
     return bytes(out)
+
+
+MAX_NAME = 255  # octets of a wire name, root included (RFC 1035 2.3.4)
+MAX_LABEL = 63
+
+
+def successor(name: bytes) -> bytes | None:
+    """The NSEC next name for compact denial: the immediate successor of the lowercase wire
+    ``name`` in canonical order (RFC 4034 6.1), ``\\000.name`` as RFC 9824 3.1 writes it.
+    A name too long for one more label (254 or 255 octets) gets the next one the way RFC 4471
+    3.1.2 does it instead: ``\\000`` appended to its first label when that fits, else the
+    first label's last octet incremented (an 0xFF dropped and the one before incremented).
+    Every name in between would be longer than 255 octets, so the NSEC still denies this
+    name alone; uppercase octets are skipped, since validators compare lowercased names.
+    None when no such name exists (a first label of 0xFF octets only): whatever comes next
+    may be a real name."""
+    if len(name) + 2 <= MAX_NAME:
+        return b"\x01\x00" + name
+    size = name[0]
+    first, rest = name[1 : 1 + size], name[1 + size :]
+    if size < MAX_LABEL and len(name) < MAX_NAME:
+        return bytes((size + 1,)) + first + b"\x00" + rest
+    label = bytearray(first)
+    while label and label[-1] == 0xFF:
+        label.pop()
+    if not label:
+        return None
+    label[-1] += 1
+    if 0x41 <= label[-1] <= 0x5A:  # "A".."Z" would compare as "a".."z": skip past them
+        label[-1] = 0x5B
+    return bytes((len(label),)) + bytes(label) + rest

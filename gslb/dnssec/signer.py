@@ -31,7 +31,7 @@ from gslb.config import model
 from gslb.config.model import RRset, Zone
 from gslb.dns import lookup
 from gslb.dns.wire import FORMERR, NOERROR, NXDOMAIN
-from gslb.dnssec.canonical import count_labels, rdata_wire, rrset_wire, type_bitmap
+from gslb.dnssec.canonical import count_labels, rdata_wire, rrset_wire, successor, type_bitmap
 from gslb.dnssec.settings import CDNSKEY, CDS, DNSKEY, ZoneSigning
 from gslb.dnssec.window import MAX_SIGNED_TTL, Window, window_at
 
@@ -47,6 +47,11 @@ MEMO_LIMIT = 20_000
 
 class OverBudget(Exception):
     """The per-second ration of fresh denial signatures is spent: answer SERVFAIL, uncached."""
+
+
+class Unprovable(OverBudget):
+    """No NSEC can deny this name alone (254 or more octets, a first label of 0xFF octets
+    only): answered SERVFAIL, uncached, like a spent ration."""
 
 
 class SignatureCache:
@@ -127,8 +132,11 @@ class ZoneSigner:
     @staticmethod
     def compact_nsec(owner: bytes, ttl: int, bitmap: bytes) -> RRset:
         """RFC 9824 3.1/3.2: owned by the name, next name ``\\000.name`` (from the lowercase
-        key, never lowercased again: RFC 6840 5.1)."""
-        return RRset(owner, NSEC, ttl, (RD(b"\x01\x00" + owner + bitmap),))
+        key, never lowercased again: RFC 6840 5.1; ``successor`` for the longest names)."""
+        after = successor(owner)
+        if after is None:
+            raise Unprovable(owner)
+        return RRset(owner, NSEC, ttl, (RD(after + bitmap),))
 
     def referral(self, result: lookup.Result, zone: Zone) -> lookup.Result:
         """Delegation: the parent's DS (signed) or an NSEC proving there is none."""
