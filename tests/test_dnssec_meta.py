@@ -278,3 +278,11 @@ def test_a_name_no_nsec_can_deny_alone_is_servfail(signed_server):
     reply = ask(signed_server, dns.name.Name([b"\xff" * 63, *tail]), "A")
     assert reply.rcode() == dns.rcode.SERVFAIL
     assert ask(signed_server, "www.example.com", "A").rcode() == dns.rcode.NOERROR
+
+
+@pytest.mark.parametrize("rdtype", ["RRSIG", "NSEC3", "NSEC3PARAM"])
+def test_co_restores_nxdomain_for_meta_type_queries_too(signed_server, rdtype):
+    reply = ask_flags(signed_server, "nothere.example.com", rdtype, dns.flags.DO | CO)
+    assert reply.rcode() == dns.rcode.NXDOMAIN and not reply.answer
+    assert NXNAME in bitmap_types(only(reply.authority, NSEC))
+    assert validate_reply(reply, served_keys(signed_server)) == 2
