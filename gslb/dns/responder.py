@@ -39,7 +39,6 @@ from gslb.dns.shapes import (
     StaticShape,
     dynamic_shape,
     plain_layout,
-    shape_key,
     static_shape,
 )
 from gslb.dns.wire import (
@@ -234,8 +233,9 @@ class Responder:
         slot = fingerprint & (len(sightings) - 1)
         seen = sightings[slot] == fingerprint
         sightings[slot] = fingerprint
-        shape_bytes, name_end = shape_key(data)
-        shape = self.shapes[transport].get(shape_bytes)
+        name_end = data.find(0, 12)  # shape_key, inlined: this is the answer path
+        shape_bytes = data[2:12] + data[12:name_end].lower() + data[name_end : name_end + ECS_AT]
+        shape = self.shapes[transport].get(shape_bytes) if name_end > 0 else None
         if shape is not None and len(data) == shape.length:
             reply = self.shaped(shape, data, client, replays if seen else None)
             if reply is not None:

@@ -93,8 +93,10 @@ class DynamicShape:
         """The reply after its ID: the outcome's bytes around the query's own question (its
         letter case kept) and, with ECS, our scope and the query's address."""
         end = self.end
-        reply = outcome.head + data[12 : end + QUESTION_TAIL] + outcome.tail + self.opt
-        return reply + SCOPES[scope] + data[end + ECS_AT :] if self.ecs else reply
+        if self.ecs:
+            return b"".join((outcome.head, data[12 : end + QUESTION_TAIL], outcome.tail,
+                             self.opt, SCOPES[scope], data[end + ECS_AT :]))  # fmt: skip
+        return outcome.head + data[12 : end + QUESTION_TAIL] + outcome.tail + self.opt
 
     def outcome(self, packed: Any, rcode_labels: dict[int, str]) -> Any:
         """Prepare (and keep, bounded) the reply parts of one packed outcome."""

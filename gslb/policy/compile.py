@@ -63,6 +63,7 @@ MAX_RANGES = 12_000_000
 # Seconds a process spends building before it answers its first query (the GeoIP flattening
 # and the first tables fit on the shipped database); the rest is built between answers.
 COMPILE_AT_START = 20.0
+BUCKET_BITS = 20  # blocks of the key space indexed per family table (256 KiB)
 
 
 class Unplaced(Exception):
@@ -86,7 +87,12 @@ class Klass:
 
 @dataclass(frozen=True, slots=True)
 class FamilyTable:
-    """Ranges -> class for one family: ``starts`` as in ``GeoRanges`` (same shift)."""
+    """Ranges -> class for one family: ``starts`` as in ``GeoRanges`` (same shift).
+
+    ``buckets`` narrows the bisect: for each of the 2**BUCKET_BITS blocks of the key space,
+    the range holding the block's first key, so a lookup bisects only the handful of ranges
+    that start inside the client's block (about 5 comparisons instead of 21 on 1.5 million
+    ranges; each comparison on an ``array`` makes an int, so this is most of the cost)."""
 
     bits: int
     shift: int
@@ -95,12 +101,31 @@ class FamilyTable:
     # With proximity, the same ranges merged by matched rule only: the scope of a decision
     # that did not read the client's coordinates (every value with PoPs down, say).
     rules: FamilyTable | None = None
+    buckets: array = field(init=False, repr=False, compare=False)
+    bucket_shift: int = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        bucket_bits = min(BUCKET_BITS, self.bits)
+        shift = self.bits - bucket_bits
+        starts = self.starts
+        buckets = array("I", bytes(4 * ((1 << bucket_bits) + 1)))
+        i, count = 0, len(starts)
+        for block in range(1 << bucket_bits):
+            first = block << shift
+            while i + 1 < count and starts[i + 1] <= first:
+                i += 1
+            buckets[block] = i
+        buckets[1 << bucket_bits] = count - 1
+        object.__setattr__(self, "buckets", buckets)
+        object.__setattr__(self, "bucket_shift", shift)
 
     def find(self, key: int) -> tuple[int, int]:
         """(class, scope) for a client address already shifted by ``shift``: the scope is the
         widest aligned block around the address that stays inside its range."""
         starts = self.starts
-        i = bisect_right(starts, key) - 1
+        block = key >> self.bucket_shift
+        buckets = self.buckets
+        i = bisect_right(starts, key, buckets[block], buckets[block + 1] + 1) - 1
         return self.classes[i], block_scope(starts, i, key, self.bits)
 
 
