@@ -266,7 +266,8 @@ def flood(responder: Responder, total: int, chunk: int = 10_000) -> int:
             done += len(messages)
         if done % 1_000_000 < chunk:
             caches = {"replay": len(responder.replays["udp"]), "names": len(responder.cache),
-                      "outcomes": len(responder.outcomes)}  # fmt: skip
+                      "outcomes": len(responder.outcomes),
+                      "shapes": len(responder.shapes["udp"])}  # fmt: skip
             print(f"{done:>11,} queries: resident {resident_mib():.0f} MiB, caches {caches}, "
                   f"median {sorted(times)[len(times) // 2]:.1f} us/query, "
                   f"worst chunk {max(times):.1f} us/query", flush=True)  # fmt: skip
