@@ -15,6 +15,7 @@ import pytest
 
 from gslb.config.load import load_config
 from gslb.dns.responder import Responder
+from gslb.dnssec.tools import keygen
 from gslb.geo import GeoDB
 from gslb.policy.chain import Engine
 from tests.conftest import core_zone_text, write_zone
@@ -79,13 +80,17 @@ NAMES = [
     ("nothing.example.com.", "A"), ("elsewhere.test.", "A"), ("example.com.", "SOA"),
 ]  # fmt: skip
 V4 = [*CLIENTS.values(), "46.4.7.9", "8.8.8.8", "203.0.113.7"]
+COMPACT_OK = 0x4000  # RFC 9824 CO, the EDNS flag after DO
 V6 = [*CLIENTS6.values(), "2001:db8:1::1"]
 
 
-@pytest.fixture()
-def make_responder(tmp_path, geo_db):
+@pytest.fixture(params=["unsigned", "signed"])
+def make_responder(request, tmp_path, geo_db):
     write_zone(tmp_path, "example.com", core_zone_text())
     write_zone(tmp_path, "example.net", STEERED_ZONE)
+    if request.param == "signed":  # DO answers carry RRSIGs and compact denials
+        keygen(tmp_path, "example.com.", 13)
+        keygen(tmp_path, "example.net.", 13)
     config, errors = load_config(tmp_path)
     assert config is not None, errors
     geo = GeoDB.open(geo_db)
@@ -105,9 +110,9 @@ def random_case(name: str, rng: random.Random) -> str:
 
 def random_query(rng: random.Random) -> bytes:
     name, qtype = rng.choice(NAMES)
-    layout = rng.choice(["none", "opt", "do", "ecs4", "ecs6", "ecs0", "nsid"])
+    layout = rng.choice(["none", "opt", "do", "co", "ecs4", "do-ecs4", "ecs6", "ecs0", "nsid"])
     options: list = []
-    if layout == "ecs4":
+    if layout in ("ecs4", "do-ecs4"):
         options = [dns.edns.ECSOption(rng.choice(V4), rng.choice([8, 16, 21, 24, 25, 32]))]
     elif layout == "ecs6":
         options = [dns.edns.ECSOption(rng.choice(V6), rng.choice([32, 48, 56, 61, 64, 128]))]
@@ -117,8 +122,11 @@ def random_query(rng: random.Random) -> bytes:
         options = [dns.edns.GenericOption(dns.edns.NSID, b"")]
     message = dns.message.make_query(
         random_case(name, rng), qtype, use_edns=None if layout == "none" else 0,
-        payload=rng.choice([512, 1232, 4096]), want_dnssec=layout == "do", options=options,
+        payload=rng.choice([512, 1232, 4096]), want_dnssec=layout in ("do", "co", "do-ecs4"),
+        options=options,
     )  # fmt: skip
+    if layout == "co":
+        message.ednsflags |= COMPACT_OK
     message.id = rng.randrange(65536)
     message.flags = rng.choice([0, dns.flags.RD, dns.flags.CD, dns.flags.RD | dns.flags.CD])
     return message.to_wire()
