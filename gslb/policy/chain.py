@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import random
+from bisect import bisect_right
 from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
@@ -179,6 +180,8 @@ class Engine:
                                                                   source, health)  # fmt: skip
         if family is not None and family.rules is not None and not prepared.used_location:
             scope = family.rules.find(ip >> family.shift)[1]  # only the rule mattered
+        if not prepared.sticky:
+            return self.pick(prepared, scope, 0), prepared, 0
         return self._finish(prepared, scope, version, ip)
 
     def _finish(self, prepared: Prepared, scope: int, version: int, ip: int):
@@ -446,9 +449,18 @@ class Engine:
         return scope
 
     def pick(self, prepared: Prepared, scope: int, key: int) -> Answer:
-        if not prepared.choices:
+        draw = prepared.draw
+        if draw:  # weighted.pick's one-draw case, inlined: the same single rng.random() call
+            index = bisect_right(prepared.cumulative, self.rng.random() * draw)
+            last = len(prepared.choices) - 1
+            memo = prepared.memo.get((index if index < last else last, scope))
+            if memo is not None:
+                return memo
+            indices = [index if index < last else last]
+        elif not prepared.choices:
             return Answer((), prepared.ttl, scope, prepared.reason, "origin", prepared.pool)
-        indices = weighted.pick(prepared, self.rng, key)
+        else:
+            indices = weighted.pick(prepared, self.rng, key)
         first = prepared.choices[indices[0]]
         if len(indices) == 1 and len(first.values) <= prepared.answers:
             memo = prepared.memo.get((indices[0], scope))

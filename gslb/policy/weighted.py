@@ -54,6 +54,14 @@ class Prepared:
     pins: tuple[Any, ...] = ()  # objects whose id() is part of the cache key: keep them alive
     memo: dict[tuple[int, int], Any] = field(default_factory=dict)  # (choice, scope) -> Answer
     stuck: dict[int, list[int]] = field(default_factory=dict)  # sticky key -> picked indices
+    # The total weight when one random draw picks the answer (weighted, one answer, not
+    # sticky, several choices: the common case, which the engine inlines); else 0.
+    draw: int = 0
+
+    def __post_init__(self) -> None:
+        single = self.weighted and self.answers == 1 and not self.sticky
+        if single and len(self.choices) > 1:
+            self.draw = self.cumulative[-1]
 
     @property
     def total(self) -> int:
