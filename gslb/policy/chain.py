@@ -201,17 +201,24 @@ class Engine:
         source: int | None, health: HealthView,
     ) -> tuple[Answer, Prepared, int] | None:  # fmt: skip
         """The cold path when the decision also depends on the client's fleet region or its
-        RUM decision: the same class, plus the region (from the client's location in the
-        flattened database, one more bisect) and the RUM outcome (the snapshot's keys; the
-        client's /24 is one dict lookup), key the prepared decision. The ECS scope grows as
+        RUM decision: the same class, plus the region (from the class's place when it has
+        one, else the client's location in the flattened database: one more bisect) and the
+        RUM outcome (the snapshot's keys; the client's /24 is one dict lookup), key the
+        prepared decision. The ECS scope grows as
         ``answer`` grows it: to the client's location block when the decision read it (a
         verdict that differs by region), to the deciding RUM level's prefix."""
         place: tuple[Any, int] | None = None
+        table = plan.table
+        if table is not None:
+            known = table.classes[klass]
+            if known.single:  # the class's range holds one place: no lookup of the client's
+                place = (known.place, scope)
         region = None
         decision, rum_scope = None, 0
         try:
             if health.regional and health.region_of is not None:
-                place = self._place(version, ip)
+                if place is None:
+                    place = self._place(version, ip)
                 region = self._region_of(place[0], health.region_of)
             if plan.rum and health.rum is not None:
                 if place is not None:
@@ -232,7 +239,6 @@ class Engine:
             prepared = keyed[key] = self._decide_class(
                 plan, klass, version, ip, source, health.for_region(region), decision, location
             )
-        table = plan.table
         if prepared.used_location:
             if place is not None and place[1] > scope:
                 scope = place[1]  # e.g. a verdict that differs by region

@@ -23,12 +23,13 @@ Two inputs vary per client beyond its class, and change at run time, so they key
 decision rather than split the table (``Engine._decide_keyed``):
 
 - the client's **fleet region**, when the health view has verdicts per region: a function of
-  its location, which ``Compiler.place`` reads from the flattened database (one more bisect,
-  the location objects interned, their region memoised); the decision is made under that
-  region's view;
+  its location, which is the class's own when every address of the class is in one place
+  (``Klass.single``: a class per location, as proximity makes), else read by
+  ``Compiler.place`` from the flattened database (one more bisect); regions are memoised per
+  interned location; the decision is made under that region's view;
 - its **RUM decision**, when the record has a ``rum`` step and the view a RUM snapshot: the
   snapshot is keyed per network, so ``Snapshot.find`` costs one dict lookup for the client's
-  /24 (or /48) and asks ``Compiler.place`` only when a coarser level (ASN, country,
+  /24 (or /48) and needs the location (as above) only when a coarser level (ASN, country,
   continent) must decide; the decision keys on the *set* it drops.
 
 A decision is then made once per (class, region, dropped set) and health view, by the same
@@ -48,7 +49,7 @@ import time
 from array import array
 from bisect import bisect_right
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gslb.config.model import DynamicRecord
@@ -80,6 +81,11 @@ class Klass:
     matched: Any  # the subnet or geo that matched, for metrics and explain
     location: Any  # a Location of the class (only its coordinates and geos matter)
     located: bool
+    # Where every address of the class is, when that is one place (locations with equal
+    # ``place_data``, or all unknown): its fleet region and RUM country then need no lookup
+    # of the client's own location.
+    place: Any = None
+    single: bool = True
 
     def match(self) -> Match:
         return Match(self.index, self.by, 0, self.location, self.located, self.matched)
@@ -168,6 +174,15 @@ class RecordPlan:
     keyed: dict = field(default_factory=dict)
 
 
+def place_data(location: Any) -> tuple | None:
+    """What a region function, the RUM levels and proximity read of a location: its data,
+    not the database network that holds it."""
+    if location is None:
+        return None
+    return (location.continent, location.country, location.subdivision, location.lat,
+            location.lon)  # fmt: skip
+
+
 def signature(record: DynamicRecord, proximity: bool) -> tuple:
     """Everything of a record the address table depends on."""
     rules = tuple((r.geos, r.subnets) for r in record.rules)
@@ -208,7 +223,12 @@ class Classifier:
         known = self.keys.get(key)
         if known is None:
             known = self.keys[key] = len(self.classes)
-            self.classes.append(Klass(best, by, matched, location if located else None, located))
+            self.classes.append(Klass(best, by, matched, location if located else None, located,
+                                      location))  # fmt: skip
+        else:
+            klass = self.classes[known]
+            if klass.single and place_data(klass.place) != place_data(location):  # type: ignore
+                self.classes[known] = replace(klass, single=False)  # type: ignore[arg-type]
         return known
 
     def subnet_of(self, index: int) -> Any:
