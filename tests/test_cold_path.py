@@ -137,3 +137,22 @@ def test_queries_seen_twice_fill_the_replay_cache_to_its_bound_and_no_further(re
         ask(responder, static)
         ask(responder, static)
     assert len(responder.replays["udp"]) == LIMIT, "evicted one by one, never cleared"
+
+
+def test_bytes_that_come_back_beyond_the_replay_caches_reach_are_not_remembered(
+    responder,
+) -> None:
+    """A cycle of more distinct queries than the replay cache holds would only evict its own
+    replies before any was used: its repeats are answered, never remembered."""
+    rng = random.Random(5)
+    cycle = [query(random_case("geo.example.net.", rng),
+                   ecs=f"{rng.randrange(1, 224)}.{rng.randrange(256)}.{n % 256}.0")
+             for n in range(2 * LIMIT)]  # fmt: skip
+    for _ in range(2):
+        for wire in cycle:
+            assert ask(responder, wire).answer
+    assert not responder.replays["udp"]
+    for wire in cycle[:10]:  # a short cycle, well within reach, is remembered
+        ask(responder, wire)
+        ask(responder, wire)
+    assert len(responder.replays["udp"]) == 10

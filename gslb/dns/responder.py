@@ -77,10 +77,10 @@ CACHE_LIMIT = 100_000
 REPLAY_LIMIT = 50_000
 SHAPE_LIMIT = 50_000
 RESOLVER_LIMIT = 4096
-# Slots of the table of query bytes answered once (see ``handle``), per transport: 8 bytes
-# each, so 8 MiB for UDP. A second sighting is recognised while fewer than about a tenth of
-# the slots were written since the first one (a window of some 100,000 distinct queries).
-SIGHTINGS = {"udp": 1 << 20, "tcp": 1 << 16}
+# Slots of the table of query bytes answered once (see ``handle``), per transport: two
+# 8-byte words each (fingerprint, when), 8 MiB for UDP; ten times the replay cache's reach,
+# so a repeat within it is recognised nine times in ten.
+SIGHTINGS = {"udp": 1 << 19, "tcp": 1 << 16}
 MIN_TEMPLATE_NAME = 8  # shorter names cannot hold the stand-in of ``stand_in_name``
 OPT_HEAD = struct.Struct("!xHHIH")  # root owner, type, payload size, TTL (DO), RDLENGTH
 TCP_LIMIT = 65535
@@ -169,9 +169,12 @@ class Responder:
         self.resolvers: Bounded = Bounded(RESOLVER_LIMIT)
         self.replays: dict[str, Bounded] = self.new_replays()
         self.shapes: dict[str, Bounded] = self.new_shapes()
-        # hash(query bytes) by slot: a second sighting is remembered in the replay cache. A
-        # fixed table: a flood of new queries overwrites slots, never grows or evicts.
+        # hash(query bytes) and the query's sequence number by slot: a second sighting is
+        # remembered in the replay cache. Fixed tables: a flood of new queries overwrites
+        # slots, never grows or evicts.
         self.sightings = {name: array("q", bytes(8 * size)) for name, size in SIGHTINGS.items()}
+        self.sighted_at = {name: array("q", bytes(8 * size)) for name, size in SIGHTINGS.items()}
+        self.sequence = 0  # queries seen: how far back a sighting was
         self.signing = Signing(self.stats)
         self.set_config(config)
 
@@ -228,11 +231,15 @@ class Responder:
             replay = replays.get((client, body))
         if replay is not None:
             return self.replay(replay, data, transport)
-        sightings = self.sightings[transport]
+        # A second sighting counts only within the replay cache's reach: bytes that come
+        # back after more distinct queries than it holds would evict each other's replies
+        # before any was used, so they are not worth building.
+        sightings, sighted_at = self.sightings[transport], self.sighted_at[transport]
         fingerprint = hash(body)
         slot = fingerprint & (len(sightings) - 1)
-        seen = sightings[slot] == fingerprint
-        sightings[slot] = fingerprint
+        sequence = self.sequence = self.sequence + 1
+        seen = sightings[slot] == fingerprint and sequence - sighted_at[slot] < REPLAY_LIMIT
+        sightings[slot], sighted_at[slot] = fingerprint, sequence
         name_end = data.find(0, 12)  # shape_key, inlined: this is the answer path
         shape_bytes = data[2:12] + data[12:name_end].lower() + data[name_end : name_end + ECS_AT]
         shape = self.shapes[transport].get(shape_bytes) if name_end > 0 else None
