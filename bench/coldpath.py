@@ -182,11 +182,11 @@ def friendly(db: Path, count: int) -> list[bytes]:
     return messages
 
 
-def build(work: Path) -> Responder:
+def build(work: Path, geoip: Path | None = None) -> Responder:
     config, errors = load_config(zones(work))
     if config is None:
         raise SystemExit("\n".join(errors))
-    geo = GeoDB.open(default_db_path())
+    geo = GeoDB.open(geoip or default_db_path())
     responder = Responder(config, Engine(geo))
     compiler = getattr(responder.engine, "compiler", None)
     if compiler is None:  # a gslb without compiled tables (for before/after figures)
@@ -289,6 +289,11 @@ def main() -> int:
                         help="answer through Engine.answer, not the compiled tables")  # fmt: skip
     parser.add_argument("--profile", help="workload to run under cProfile")
     parser.add_argument("--top", type=int, default=30)
+    parser.add_argument(
+        "--geoip",
+        type=Path,
+        help="GeoIP database (default: the shipped one; bench/citydb.py makes a City-size one)",
+    )
     parser.add_argument("--rounds", type=int, default=3, help="fresh streams; best is shown")
     parser.add_argument(
         "--flood",
@@ -300,12 +305,12 @@ def main() -> int:
     )
     args = parser.parse_args()
     work = Path("/tmp") / f"gslb-coldpath-{time.time_ns()}"
-    responder = build(work)
+    responder = build(work, args.geoip)
     if args.step_by_step:
         responder.engine.decide = lambda *_: None  # the caller then asks Engine.answer
     own = responder.health
     special = views(responder, responder.engine.geo)
-    db = default_db_path()
+    db = args.geoip or default_db_path()
     clients = [f"127.0.0.{1 + i % 4}" for i in range(args.count)]
     gc.collect()
     gc.freeze()

@@ -193,7 +193,7 @@ class TreeReader:
             if not budget:
                 budget = SLICE_NODES
                 yield
-            if records is not None:  # 24 and 32-bit layouts: both records decoded up front
+            if records is not None:  # both records decoded up front
                 left, right = records[2 * node], records[2 * node + 1]
             else:
                 left, right = children(node)
@@ -205,25 +205,35 @@ class TreeReader:
 def unpack_records(data: bytes, node_count: int, record_size: int) -> array | None:
     """Every node's two records as one array of ints, converted in C by slice assignment
     (walking then costs two indexings per node instead of two slices and two int parses);
-    None for the 28-bit layout, which the walk reads node by node."""
-    if record_size == 28:
+    None where the array would not be 4-byte little-endian (the walk then reads node by node).
+    """
+    records = array("I")
+    if records.itemsize != 4:
         return None
     if record_size == 32:
-        records = array("I")
         records.frombytes(data[: node_count * 8])
-        if records.itemsize != 4:
-            return None
         if sys.byteorder == "little":
             records.byteswap()
         return records
-    tree = data[: node_count * 6]
-    wide = bytearray(node_count * 8)  # each 3-byte big-endian record as 4 little-endian bytes
-    wide[0::4], wide[1::4], wide[2::4] = tree[2::3], tree[1::3], tree[0::3]
-    records = array("I")
-    if records.itemsize != 4 or sys.byteorder != "little":
+    if sys.byteorder != "little":
         return None
+    wide = bytearray(node_count * 8)  # each record as 4 little-endian bytes
+    if record_size == 24:
+        tree = data[: node_count * 6]
+        wide[0::4], wide[1::4], wide[2::4] = tree[2::3], tree[1::3], tree[0::3]
+    else:  # 28: 3 bytes of the left record, a byte of both top nibbles, 3 of the right
+        tree = data[: node_count * 7]
+        middle = tree[3::7]
+        wide[0::8], wide[1::8], wide[2::8] = tree[2::7], tree[1::7], tree[0::7]
+        wide[3::8] = middle.translate(_HIGH_NIBBLE)
+        wide[4::8], wide[5::8], wide[6::8] = tree[6::7], tree[5::7], tree[4::7]
+        wide[7::8] = middle.translate(_LOW_NIBBLE)
     records.frombytes(wide)
     return records
+
+
+_HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
+_LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 
 def read_database(path: str) -> bytes:
