@@ -453,10 +453,11 @@ def in_process(path: Path, work: Path, cold_count: int) -> dict:
     out["over_cap"] = len(compiler.over_cap)
     print(f"  in process: GeoIP flattened in {out['geoip_flatten_s']} s "
           f"({out['geoip_ranges']}), tables {records}", flush=True)  # fmt: skip
+    out["rules_change"] = rules_change(responder, engine, work, COMPILE_SLICE)
+    out["rss_after_rules_change_mib"] = resident()
     out["cold_path_us"] = cold_path(responder, cold_count)
     out["rss_after_cold_path_mib"] = resident()
-    out["health_change"] = health_change(engine, config, geo)
-    out["rules_change"] = rules_change(responder, engine, work, COMPILE_SLICE)
+    out["health_change"] = health_change(engine, responder.config, geo)
     geo.close()
     return out
 

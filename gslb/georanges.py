@@ -22,13 +22,20 @@ import ipaddress
 import sys
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from gslb.geo import _RESERVED_TABLES, GeoDB, Location, _parse
 
 UNKNOWN, ASK = -1, -2
 SLICE_NODES = 2048  # tree nodes walked between two yields (about a millisecond of work)
+# Every other pass over millions of items yields too (a City database has 5-8 million leaves:
+# one pass in one piece held answers for half a second to two seconds, measured): items per
+# slice for plain passes, leaves per slice while records get decoded, nodes per unpacked chunk.
+SLICE_ITEMS = 16384
+SLICE_DECODES = 2048
+SLICE_UNPACK = 1 << 18
 V6_SHIFT = 64  # IPv6 tables key on the top 64 bits
 # ::/64 holds ::/96 (IPv4-compatible) and ::ffff:0:0/96 (IPv4-mapped): the database answers
 # them through its IPv4 tree, so they take the step-by-step path (and IPv6 keys stay 64-bit).
@@ -68,63 +75,68 @@ class Flattener:
     def build(self) -> Iterator[None]:
         reader = self.geo._reader
         meta = reader.metadata()
-        tree = TreeReader(read_database(self.geo.path), meta.node_count, meta.record_size)
+        data = yield from reading(self.geo.path)
+        records = yield from unpacking(data, meta.node_count, meta.record_size)
+        tree = TreeReader(data, meta.node_count, meta.record_size, records)
         v4_root = 0
         if meta.ip_version == 6:
             for _ in range(96):
                 v4_root = tree.left(v4_root)
                 if v4_root >= tree.node_count:
                     break
-        starts: list[int] = []
-        pointers: list[int] = []
+        starts, pointers = array("I"), array("q")
         yield from tree.walk(v4_root, 32, starts, pointers, stop=None)
-        self.tables[4] = self.finish(4, 32, starts, pointers)
+        self.tables[4] = yield from self.finish(4, starts, pointers)
         yield
-        starts, pointers = [], []
-        if meta.ip_version == 6:
-            yield from tree.walk(0, 128, starts, pointers, stop=v4_root)
+        starts, pointers = array("Q"), array("q")
+        if meta.ip_version == 6:  # the top 64 bits only: a finer subtree is ASK
+            yield from tree.walk(0, V6_SHIFT, starts, pointers, stop=v4_root)
         else:  # an IPv4-only database: IPv6 is unknown
-            starts, pointers = [0], [tree.node_count]
-        self.tables[6] = self.finish(6, 128, starts, pointers)
+            starts.append(0)
+            pointers.append(tree.node_count)
+        self.tables[6] = yield from self.finish(6, starts, pointers)
         yield
-        del tree
+        del tree, data, records
 
-    def finish(self, version: int, bits: int, starts: list[int],
-               pointers: list[int]) -> GeoRanges:  # fmt: skip
+    def finish(self, version: int, starts: array,
+               pointers: array) -> Generator[None, None, GeoRanges]:  # fmt: skip
         """Leaves -> places (one decode per distinct data record), reserved space overlaid,
-        equal neighbours merged."""
-        places, locations = self.places(version, starts, pointers)
+        equal neighbours merged. Everything stays in arrays: lists of millions of ints cost
+        five times the memory and stall the garbage collector's full passes."""
+        shift = 0 if version == 4 else V6_SHIFT
+        bits = 32 if version == 4 else 128 - V6_SHIFT
+        places, locations = yield from self.places(version, shift, starts, pointers)
         end = 1 << bits
         firsts, lasts = _RESERVED_TABLES[version]
         for first, last in zip(firsts, lasts, strict=True):
-            overlay_span(starts, places, first, last, UNKNOWN, end)
-        shift = 0
+            for low, high, place in reserved_keys(first, last, shift):
+                overlay_span(starts, places, low, high, place, end)
+        yield
         if version == 6:
-            overlay_span(starts, places, *LOW_V6, ASK, end)
-            # The few boundaries finer than /64 (a handful in real databases): their /64 takes
-            # the step-by-step path, so every key fits 64 bits.
-            low = (1 << V6_SHIFT) - 1
-            for block in sorted({start & ~low for start in starts if start & low}):
-                overlay_span(starts, places, block, block | low, ASK, end)
-            shift = V6_SHIFT
-        starts, places = merge_equal(starts, places)
-        keys = array("I" if version == 4 else "Q", [start >> shift for start in starts])
-        return GeoRanges(version, bits - shift, shift, keys, array("i", places), locations)
+            overlay_span(starts, places, LOW_V6[0] >> shift, LOW_V6[1] >> shift, ASK, end)
+        starts, places = yield from merging(starts, places)
+        return GeoRanges(version, bits, shift, starts, places, locations)
 
-    def places(self, version: int, starts: list[int], pointers: list[int]):
+    def places(self, version: int, shift: int, starts: array,
+               pointers: array) -> Generator[None, None, tuple[array, tuple]]:  # fmt: skip
         node_count = self.geo._reader.metadata().node_count
         network_class = ipaddress.IPv4Network if version == 4 else ipaddress.IPv6Network
         address_class = ipaddress.IPv4Address if version == 4 else ipaddress.IPv6Address
         by_pointer: dict[int, int] = {node_count: UNKNOWN, ASK: ASK}
         locations: list[Location] = []
-        places = []
-        for start, pointer in zip(starts, pointers, strict=True):
-            place = by_pointer.get(pointer)
-            if place is None:
-                place = by_pointer[pointer] = self.locate(
-                    address_class(start), network_class, locations
-                )
-            places.append(place)
+        places = array("i")
+        add = places.append
+        for i in range(0, len(starts), SLICE_DECODES):
+            for start, pointer in zip(
+                starts[i : i + SLICE_DECODES], pointers[i : i + SLICE_DECODES], strict=True
+            ):
+                place = by_pointer.get(pointer)
+                if place is None:
+                    place = by_pointer[pointer] = self.locate(
+                        address_class(start << shift), network_class, locations
+                    )
+                add(place)
+            yield
         return places, tuple(locations)
 
     def locate(self, address, network_class, locations: list[Location]) -> int:
@@ -144,12 +156,17 @@ class Flattener:
 class TreeReader:
     """The MaxMind search tree read straight from the file's bytes (24, 28 or 32-bit records)."""
 
-    def __init__(self, data: bytes, node_count: int, record_size: int) -> None:
+    def __init__(self, data: bytes, node_count: int, record_size: int,
+                 records: array | None | bool = True) -> None:  # fmt: skip
+        """``records``: both records of every node, already unpacked (``unpacking``); True
+        unpacks them here, None reads node by node."""
         if record_size not in (24, 28, 32):
             raise ValueError(f"unsupported MaxMind record size {record_size}")
         self.data, self.node_count, self.record_size = data, node_count, record_size
         self.node_bytes = record_size // 4
-        self.records = unpack_records(data, node_count, record_size)
+        if records is True:
+            records = unpack_records(data, node_count, record_size)
+        self.records = records
 
     def children(self, node: int) -> tuple[int, int]:
         data, size = self.data, self.node_bytes
@@ -168,11 +185,12 @@ class TreeReader:
     def left(self, node: int) -> int:
         return self.children(node)[0]
 
-    def walk(self, root: int, bits: int, starts: list[int], pointers: list[int],
+    def walk(self, root: int, bits: int, starts: array, pointers: array,
              stop: int | None) -> Iterator[None]:  # fmt: skip
-        """Every leaf under ``root`` in address order as (first address, record value), equal
-        neighbours merged; a pointer back to ``stop`` (the IPv4 subtree inside an IPv6 tree:
-        ::/96 and the aliases) is ASK."""
+        """Every leaf under ``root`` down to depth ``bits`` in address order as (first address
+        >> (width - bits), record value), equal neighbours merged; a pointer back to ``stop``
+        (the IPv4 subtree inside an IPv6 tree: ::/96 and the aliases) is ASK, and so is a
+        subtree below depth ``bits`` (IPv6 networks finer than /64)."""
         node_count, records = self.node_count, self.records
         children = self.children
         stack = [(root, 0, 0)]
@@ -182,8 +200,8 @@ class TreeReader:
         budget = SLICE_NODES
         while stack:
             node, depth, start = pop()
-            if node >= node_count or (node == stop and depth):
-                pointer = node if node != stop else ASK
+            if node >= node_count or (node == stop and depth) or depth == bits:
+                pointer = node if node >= node_count else ASK
                 if pointer != last:
                     add_start(start)
                     add_pointer(pointer)
@@ -203,32 +221,45 @@ class TreeReader:
 
 
 def unpack_records(data: bytes, node_count: int, record_size: int) -> array | None:
+    """Every node's two records as one array of ints (see ``unpacking``)."""
+    return drain(unpacking(data, node_count, record_size))
+
+
+def unpacking(data: bytes, node_count: int,
+              record_size: int) -> Generator[None, None, array | None]:  # fmt: skip
     """Every node's two records as one array of ints, converted in C by slice assignment
-    (walking then costs two indexings per node instead of two slices and two int parses);
-    None where the array would not be 4-byte little-endian (the walk then reads node by node).
-    """
+    (walking then costs two indexings per node instead of two slices and two int parses),
+    SLICE_UNPACK nodes at a time; None where the array would not be 4-byte little-endian (the
+    walk then reads node by node)."""
     records = array("I")
-    if records.itemsize != 4:
+    if record_size not in (24, 28, 32):
+        raise ValueError(f"unsupported MaxMind record size {record_size}")
+    if records.itemsize != 4 or (record_size != 32 and sys.byteorder != "little"):
         return None
-    if record_size == 32:
-        records.frombytes(data[: node_count * 8])
-        if sys.byteorder == "little":
-            records.byteswap()
-        return records
-    if sys.byteorder != "little":
-        return None
-    wide = bytearray(node_count * 8)  # each record as 4 little-endian bytes
-    if record_size == 24:
-        tree = data[: node_count * 6]
-        wide[0::4], wide[1::4], wide[2::4] = tree[2::3], tree[1::3], tree[0::3]
-    else:  # 28: 3 bytes of the left record, a byte of both top nibbles, 3 of the right
-        tree = data[: node_count * 7]
-        middle = tree[3::7]
-        wide[0::8], wide[1::8], wide[2::8] = tree[2::7], tree[1::7], tree[0::7]
-        wide[3::8] = middle.translate(_HIGH_NIBBLE)
-        wide[4::8], wide[5::8], wide[6::8] = tree[6::7], tree[5::7], tree[4::7]
-        wide[7::8] = middle.translate(_LOW_NIBBLE)
-    records.frombytes(wide)
+    size = record_size // 4
+    for first in range(0, node_count, SLICE_UNPACK):
+        count = min(SLICE_UNPACK, node_count - first)
+        tree = data[first * size : (first + count) * size]
+        if len(tree) != count * size:
+            raise ValueError("MaxMind search tree truncated")
+        if record_size == 32:
+            chunk = array("I", tree)
+            if sys.byteorder == "little":
+                chunk.byteswap()
+            records.extend(chunk)
+            yield
+            continue
+        wide = bytearray(count * 8)  # each record as 4 little-endian bytes
+        if record_size == 24:
+            wide[0::4], wide[1::4], wide[2::4] = tree[2::3], tree[1::3], tree[0::3]
+        else:  # 28: 3 bytes of the left record, a byte of both top nibbles, 3 of the right
+            middle = tree[3::7]
+            wide[0::8], wide[1::8], wide[2::8] = tree[2::7], tree[1::7], tree[0::7]
+            wide[3::8] = middle.translate(_HIGH_NIBBLE)
+            wide[4::8], wide[5::8], wide[6::8] = tree[6::7], tree[5::7], tree[4::7]
+            wide[7::8] = middle.translate(_LOW_NIBBLE)
+        records.frombytes(wide)
+        yield
     return records
 
 
@@ -236,18 +267,37 @@ _HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
 _LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 
-def read_database(path: str) -> bytes:
-    """The whole database file, gunzipped when needed (read once per build, then dropped)."""
+def reading(path: str) -> Generator[None, None, bytes]:
+    """The whole database file, gunzipped when needed (read once per build, then dropped),
+    in 4 MiB pieces (gunzipping a City database takes a second)."""
     with open(path, "rb") as f:
         compressed = f.read(2) == b"\x1f\x8b"
-    if compressed:
-        with gzip.open(path, "rb") as f:
-            return f.read()
-    with open(path, "rb") as f:
-        return f.read()
+    chunks = []
+    with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+        while chunk := f.read(1 << 22):
+            chunks.append(chunk)
+            yield
+    return b"".join(chunks)
 
 
-def overlay_span(starts: list[int], places: list[int], first: int, last: int, place: int,
+def reserved_keys(first: int, last: int, shift: int) -> list[tuple[int, int, int]]:
+    """A reserved span [first, last] as key spans: UNKNOWN where it covers whole keys, ASK
+    for a key it covers only in part (the database answers the rest of that /64)."""
+    low, high = first >> shift, last >> shift
+    mask = (1 << shift) - 1
+    out = []
+    if first & mask:
+        out.append((low, low, ASK))
+        low += 1
+    if (last + 1) & mask and high >= low:
+        out.append((high, high, ASK))
+        high -= 1
+    if low <= high:
+        out.append((low, high, UNKNOWN))
+    return out
+
+
+def overlay_span(starts: array, places: array, first: int, last: int, place: int,
                  end: int) -> None:  # fmt: skip
     """Set [first, last] to ``place`` in a covering range table, in place."""
     i = bisect_right(starts, first) - 1  # the range holding ``first``
@@ -257,19 +307,38 @@ def overlay_span(starts: list[int], places: list[int], first: int, last: int, pl
         new_starts.append(last + 1)  # the tail of range j continues after the span
         new_places.append(places[j])
     low = i if starts[i] == first else i + 1
-    starts[low : j + 1] = new_starts
-    places[low : j + 1] = new_places
+    starts[low : j + 1] = array(starts.typecode, new_starts)
+    places[low : j + 1] = array(places.typecode, new_places)
 
 
-def merge_equal(starts: list[int], places: list[int]) -> tuple[list[int], list[int]]:
-    out_starts, out_places = [], []
+def merging(starts: array, values: array, mapping: Sequence[int] | None = None,
+            typecode: str | None = None) -> Generator[None, None, tuple[array, array]]:  # fmt: skip
+    """Neighbours with equal values merged (values read through ``mapping`` when given, kept
+    as ``typecode``, default the input's), SLICE_ITEMS at a time."""
+    out_starts = array(starts.typecode)
+    out_values = array(typecode or values.typecode)
+    add_start, add_value = out_starts.append, out_values.append
     last = None
-    for start, place in zip(starts, places, strict=True):
-        if place != last:
-            out_starts.append(start)
-            out_places.append(place)
-            last = place
-    return out_starts, out_places
+    for i in range(0, len(starts), SLICE_ITEMS):
+        chunk = values[i : i + SLICE_ITEMS]
+        if mapping is not None:
+            chunk = [mapping[v] for v in chunk]
+        for start, value in zip(starts[i : i + SLICE_ITEMS], chunk, strict=True):
+            if value != last:
+                add_start(start)
+                add_value(value)
+                last = value
+        yield
+    return out_starts, out_values
+
+
+def drain(job: Generator[None, None, Any]) -> Any:
+    """Run a sliced job to the end at once and return its result (tests, tools)."""
+    while True:
+        try:
+            next(job)
+        except StopIteration as done:
+            return done.value
 
 
 def build_now(geo: GeoDB) -> dict[int, GeoRanges]:

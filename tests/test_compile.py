@@ -574,3 +574,96 @@ def test_decisions_per_region_and_outcome_stay_bounded(keyed_engine) -> None:
             _, prepared, _ = engine.decide(rec, 4, ip, 24, view)
             assert outcome(prepared) == outcome(explain(engine, rec, 4, ip, 24, view))
     assert len(engine._plans[id(rec)].keyed) == 3
+
+
+def tables_of(compiler) -> dict:
+    """Every finished table's content, comparable between two compilers."""
+    return {
+        key: {v: (list(f.starts), list(f.classes)) for v, f in table.families.items()}
+        for key, table in compiler.tables.items()
+    }
+
+
+def fresh_engine(engine: Engine) -> Engine:
+    fresh = Engine(engine.geo, random.Random(1))
+    fresh.plan(list(RECORDS.values()))
+    return fresh
+
+
+def test_one_slice_at_a_time_builds_the_same_tables(engine) -> None:
+    """The server builds between answers, one short slice per turn: the result is the one
+    finish() builds, and every pass yields (a City database has millions of ranges)."""
+    sliced = fresh_engine(engine)
+    slices = 0
+    while sliced.compiler.work(0):
+        slices += 1
+        assert slices < 100_000
+    assert tables_of(sliced.compiler) == tables_of(engine.compiler)
+    assert slices > len(RECORDS) * 2, "the flattening and each table yield along the way"
+
+
+def test_a_reload_during_the_geoip_flattening_does_not_restart_it(engine) -> None:
+    """Reloads come every few seconds when someone edits weights; the flattening (seconds on
+    a City database) must carry on through them, not start over each time."""
+    alone = fresh_engine(engine)
+    alone_slices = 0
+    while alone.compiler.geo_ranges is None:
+        alone.compiler.work(0)
+        alone_slices += 1
+    reloaded = fresh_engine(engine)
+    slices = 0
+    while reloaded.compiler.geo_ranges is None and slices <= alone_slices:
+        reloaded.compiler.work(0)
+        reloaded.plan(list(RECORDS.values()))  # a reload between every two slices
+        slices += 1
+    assert reloaded.compiler.geo_ranges is not None
+    reloaded.compiler.finish()
+    assert tables_of(reloaded.compiler) == tables_of(engine.compiler)
+
+
+def test_records_past_max_ranges_answer_step_by_step_and_say_so(engine, monkeypatch,
+                                                                caplog) -> None:  # fmt: skip
+    """The cap keeps memory bounded: the first proximity table fits, the next one does not
+    (it would be about as large as the GeoIP ranges), so it is not even built; its record
+    answers step by step, and the log names it."""
+    from gslb.policy import compile as compile_module
+
+    first, second = RECORDS["full chain"], RECORDS["other rules"]
+    fresh = Engine(engine.geo, random.Random(1))
+    fresh.plan([first])
+    fresh.compiler.finish()
+    size = next(iter(fresh.compiler.tables.values())).ranges()
+    monkeypatch.setattr(compile_module, "MAX_RANGES", size + 10)
+    fresh.plan([first, second])
+    with caplog.at_level("WARNING", logger="gslb.policy.compile"):
+        fresh.compiler.finish()
+    assert fresh.compiler.table(first, True) is not None
+    assert fresh.compiler.table(second, True) is None
+    ip = int(ipaddress.IPv4Address("46.5.7.0"))
+    view = health(second, set(), 40)
+    assert fresh.decide(second, 4, ip, 24, view) is None, "no table: step by step"
+    address = ipaddress.IPv4Address(ip)
+    assert fresh.answer(second, address, (address, 24), view).pool == "eu"
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "content.example.com." in warnings[0]
+    fresh.plan([first, second])  # a reload: still too large, not built, not said again
+    with caplog.at_level("WARNING", logger="gslb.policy.compile"):
+        fresh.compiler.finish()
+    assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1
+
+
+def test_a_finished_build_is_settled(engine) -> None:
+    """Once the last table is in, the build's objects (a Location per database record, a
+    Klass per class) go to the permanent generation, so a reload's full collection and the
+    answer path's do not walk hundreds of thousands of them on a City database."""
+    import gc
+
+    fresh = fresh_engine(engine)
+    before = gc.get_freeze_count()
+    while fresh.compiler.work(0):
+        pass
+    assert not fresh.compiler.pending
+    frozen = gc.get_freeze_count() - before
+    classes = sum(len(t.classes) for t in fresh.compiler.tables.values())
+    locations = sum(len(g.locations) for g in fresh.compiler.geo_ranges.values())
+    assert frozen >= classes + locations

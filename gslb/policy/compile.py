@@ -45,6 +45,8 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import gc
+import logging
 import time
 from array import array
 from bisect import bisect_right
@@ -53,13 +55,17 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gslb.config.model import DynamicRecord
-from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges, merge_equal
+from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges, merging, overlay_span
 from gslb.policy.rules import Match, RuleIndex
+
+log = logging.getLogger(__name__)
 
 ASK_CLASS = 0  # class 0 of every table: take the step-by-step path
 SLICE_RANGES = 8192  # ranges classified between two yields
-# Ranges kept over all tables of a process (about 12 bytes each): a proximity record on the
-# shipped database is 1.3 million ranges (~16 MB); records past the cap answer step by step.
+SLICE_CLASSES = 1024  # locations classified between two yields (a few microseconds each)
+# Ranges kept over all tables of a process (8-12 bytes each): a proximity record is 1.3 million
+# ranges (~16 MB) on the shipped database, 2.9 million (~26 MB) on a City one with 6 million
+# networks (bench/citydb.py); records past the cap answer step by step (logged).
 MAX_RANGES = 12_000_000
 # Seconds a process spends building before it answers its first query (the GeoIP flattening
 # and the first tables fit on the shipped database); the rest is built between answers.
@@ -239,16 +245,22 @@ class Classifier:
         return None
 
     def family(self, geo: GeoRanges) -> Iterator[FamilyTable | None]:
-        """Yields None between slices, then the table."""
+        """Yields None between slices, then the table. Every pass over the ranges is sliced:
+        a City database has millions, and a reload rebuilds tables while answering."""
         starts, places = geo.starts, geo.places
         locations = geo.locations
+        distinct: set[int] = set()
+        for i in range(0, len(places), SLICE_RANGES):
+            distinct.update(places[i : i + SLICE_RANGES])
+            yield None
         by_place: dict[int, int] = {ASK: ASK_CLASS}
-        for place in set(places):
+        for n, place in enumerate(distinct):
             if place != ASK:
                 location = locations[place] if place != UNKNOWN else None
                 by_place[place] = self.classify(location, None)
-        out_starts: list[int] = []
-        out_classes: list[int] = []
+            if n % SLICE_CLASSES == SLICE_CLASSES - 1:
+                yield None
+        out_starts, out_classes = array(starts.typecode), array("I")
         last = -1
         for i in range(0, len(places), SLICE_RANGES):
             for start, place in zip(
@@ -260,26 +272,24 @@ class Classifier:
                     out_classes.append(klass)
                     last = klass
             yield None
-        self.overlay_subnets(geo, out_starts, out_classes)
-        merged_starts, merged_classes = merge_equal(out_starts, out_classes)
+        yield from self.overlay_subnets(geo, out_starts, out_classes)
+        merged_starts, merged_classes = yield from merging(out_starts, out_classes)
         rules = None
         if self.proximity:
             rule_of = [-1 if k is None else k.index for k in self.classes]
-            rule_starts, rule_indices = merge_equal(
-                merged_starts, [rule_of[c] for c in merged_classes]
-            )
+            rule_starts, rule_indices = yield from merging(merged_starts, merged_classes,
+                                                           rule_of, "i")  # fmt: skip
             if self.seed_rules:  # no rules step: the rule never depends on the client
-                rule_starts, rule_indices = [0], [self.rules.catch_all]
-            rules = FamilyTable(geo.bits, geo.shift, array(starts.typecode, rule_starts),
-                                array("i", rule_indices))  # fmt: skip
-        yield FamilyTable(geo.bits, geo.shift, array(starts.typecode, merged_starts),
-                          array("I", merged_classes), rules)  # fmt: skip
+                rule_starts = array(starts.typecode, [0])
+                rule_indices = array("i", [self.rules.catch_all])
+            rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices)
+        yield FamilyTable(geo.bits, geo.shift, merged_starts, merged_classes, rules)
 
-    def overlay_subnets(self, geo: GeoRanges, starts: list[int], classes: list[int]) -> None:
+    def overlay_subnets(self, geo: GeoRanges, starts: array,
+                        classes: array) -> Iterator[None]:  # fmt: skip
         """Subnet rules cut the geo ranges: inside a subnet, the class is recomputed with that
-        rule as the first match (the earliest rule wins where subnets overlap)."""
-        from gslb.georanges import overlay_span
-
+        rule as the first match (the earliest rule wins where subnets overlap). Yields after
+        each subnet piece (each overlay moves the tail of a list of millions)."""
         if self.seed_rules:
             return
         version = 4 if geo.shift == 0 else 6
@@ -300,6 +310,7 @@ class Classifier:
             low, high = first >> geo.shift, last >> geo.shift
             if geo.shift and (first & ((1 << geo.shift) - 1) or following & ((1 << geo.shift) - 1)):
                 overlay_span(starts, classes, low, high, ASK_CLASS, 1 << geo.bits)
+                yield
                 continue  # a subnet finer than /64: the step-by-step path decides there
             # Each geo range inside the subnet gets the class for (its location, rule).
             i = bisect_right(geo.starts, low) - 1
@@ -317,6 +328,16 @@ class Classifier:
             for n, (start, klass) in enumerate(pieces):
                 stop = pieces[n + 1][0] - 1 if n + 1 < len(pieces) else high
                 overlay_span(starts, classes, start, stop, klass, 1 << geo.bits)
+                yield
+
+
+def settle() -> None:
+    """After a build: the tables' objects (a Location per database record, a Klass per class:
+    hundreds of thousands on a City database) move to the permanent generation, so later full
+    collections (a reload's, the answer path's) do not walk them (150-300 ms each, measured);
+    the build's freed scratch memory goes back to the OS."""
+    gc.freeze()
+    trim_heap()
 
 
 def trim_heap() -> None:
@@ -346,15 +367,21 @@ class Compiler:
         self.over_cap: set[tuple] = set()  # signatures left step by step (MAX_RANGES)
 
     def want(self, records: list[tuple[DynamicRecord, bool]]) -> None:
-        """The records of a new configuration: tables of signatures no longer used go."""
+        """The records of a new configuration: tables of signatures no longer used go. A
+        GeoIP flattening under way carries on (it does not depend on the records: restarting
+        it on every reload, 10 s of work on a City database, could starve it)."""
         wanted = {signature(r, p): (r, p) for r, p in records}
         self.tables = {key: t for key, t in self.tables.items() if key in wanted}
         self.wanted = {key: rp for key, rp in wanted.items() if key not in self.tables}
-        self.job = None
+        if self.geo_ranges is not None:
+            self.job = None  # a record table under way may be one no longer wanted
 
     @property
     def pending(self) -> bool:
-        return self.flattener is not None and bool(self.wanted or self.geo_ranges is None)
+        """Work is left: tables wanted, the flattening, or a job to finish (its settling)."""
+        if self.flattener is None:
+            return False
+        return bool(self.wanted or self.geo_ranges is None or self.job is not None)
 
     def table(self, record: DynamicRecord, proximity: bool) -> RecordTable | None:
         return self.tables.get(signature(record, proximity))
@@ -387,7 +414,7 @@ class Compiler:
                 if time.perf_counter() >= deadline:
                     return True
             self.job = None
-            trim_heap()
+            settle()
         return False
 
     def abandon(self) -> None:
@@ -412,6 +439,9 @@ class Compiler:
             self.geo_seconds = time.perf_counter() - started
         while self.wanted:
             key, (record, proximity) = next(iter(self.wanted.items()))
+            if self.over(key, record, proximity):
+                del self.wanted[key]
+                continue
             started = time.perf_counter()
             classifier = Classifier(RuleIndex(record.rules), proximity,
                                     "rules" not in record.options.chain)  # fmt: skip
@@ -425,10 +455,23 @@ class Compiler:
             if self.wanted.get(key, (None,))[0] is record:  # not replaced meanwhile
                 table = RecordTable(families, tuple(classifier.classes),
                                     time.perf_counter() - started)  # fmt: skip
-                used = sum(t.ranges() for t in self.tables.values())
-                if used + table.ranges() <= MAX_RANGES:
+                if not self.over(key, record, proximity, table.ranges()):
                     self.tables[key] = table
-                else:
-                    self.over_cap.add(key)
                 del self.wanted[key]
             yield
+
+    def over(self, key: tuple, record: DynamicRecord, proximity: bool,
+             ranges: int | None = None) -> bool:  # fmt: skip
+        """Whether a table of ``ranges`` (before building: a proximity table has about as
+        many as the GeoIP ranges) would pass MAX_RANGES; says so once per signature."""
+        if ranges is None:
+            ranges = sum(map(len, self.geo_ranges.values())) if proximity else 0  # type: ignore
+        used = sum(t.ranges() for t in self.tables.values())
+        if used + ranges <= MAX_RANGES:
+            return False
+        if key not in self.over_cap:
+            self.over_cap.add(key)
+            log.warning("address table of %s left out (%s ranges over MAX_RANGES with %s in "
+                        "use): it answers step by step", record.fqdn, f"{ranges:,}",
+                        f"{used:,}")  # fmt: skip
+        return True
