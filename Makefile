@@ -130,6 +130,14 @@ bench-octodns: $(VENV)/.installed-test
 bench-cold: $(VENV)/.installed-test
 	$(BIN)/python bench/coldpath.py $(if $(COLD_PROFILE),--profile $(COLD_PROFILE))
 
+# The compiled address tables on a full-size City database: writes a synthetic one (6.1 million
+# networks, 120,000 cities; seeded, cached in bench/results/citydb/, about 50 MB, 40 s) and
+# measures flattening, tables, memory per worker and update latency next to the shipped
+# database, in process and with a real `gslb serve --workers 2`. bench/results/citydb.json.
+.PHONY: bench-citydb
+bench-citydb: $(VENV)/.installed-test
+	$(BIN)/python bench/citydb.py
+
 # gslb next to gdnsd and PowerDNS (installed from Debian when missing), same queries, same box.
 bench-peers: $(VENV)/.installed-test
 	BENCH_SECONDS=$(BENCH_SECONDS) $(BIN)/python bench/peers.py
