@@ -50,12 +50,12 @@ import logging
 import time
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from gslb.config.model import DynamicRecord
-from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges, merging, overlay_span
+from gslb.georanges import ASK, UNKNOWN, Flattener, GeoRanges, drain, merging, overlay_span
 from gslb.policy.rules import Match, RuleIndex
 
 log = logging.getLogger(__name__)
@@ -63,6 +63,7 @@ log = logging.getLogger(__name__)
 ASK_CLASS = 0  # class 0 of every table: take the step-by-step path
 SLICE_RANGES = 8192  # ranges classified between two yields
 SLICE_CLASSES = 1024  # locations classified between two yields (a few microseconds each)
+SLICE_BLOCKS = 16384  # blocks of a table's bucket index filled between two yields
 # Ranges kept over all tables of a process (8-12 bytes each): a proximity record is 1.3 million
 # ranges (~16 MB) on the shipped database, 2.9 million (~26 MB) on a City one with 6 million
 # networks (bench/citydb.py); records past the cap answer step by step (logged).
@@ -113,23 +114,15 @@ class FamilyTable:
     # With proximity, the same ranges merged by matched rule only: the scope of a decision
     # that did not read the client's coordinates (every value with PoPs down, say).
     rules: FamilyTable | None = None
-    buckets: array = field(init=False, repr=False, compare=False)
-    bucket_shift: int = field(init=False, repr=False, compare=False)
+    # Built in slices by the compiler (``bucket_index``), else here at once (tests, tools).
+    buckets: array | None = field(default=None, repr=False, compare=False)
+    bucket_shift: int = field(default=0, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        bucket_bits = min(BUCKET_BITS, self.bits)
-        shift = self.bits - bucket_bits
-        starts = self.starts
-        buckets = array("I", bytes(4 * ((1 << bucket_bits) + 1)))
-        i, count = 0, len(starts)
-        for block in range(1 << bucket_bits):
-            first = block << shift
-            while i + 1 < count and starts[i + 1] <= first:
-                i += 1
-            buckets[block] = i
-        buckets[1 << bucket_bits] = count - 1
-        object.__setattr__(self, "buckets", buckets)
-        object.__setattr__(self, "bucket_shift", shift)
+        if self.buckets is None:
+            buckets, shift = drain(bucket_index(self.starts, self.bits))
+            object.__setattr__(self, "buckets", buckets)
+            object.__setattr__(self, "bucket_shift", shift)
 
     def find(self, key: int) -> tuple[int, int]:
         """(class, scope) for a client address already shifted by ``shift``: the scope is the
@@ -139,6 +132,27 @@ class FamilyTable:
         buckets = self.buckets
         i = bisect_right(starts, key, buckets[block], buckets[block + 1] + 1) - 1
         return self.classes[i], block_scope(starts, i, key, self.bits)
+
+
+def bucket_index(starts: array, bits: int) -> Generator[None, None, tuple[array, int]]:
+    """``FamilyTable.buckets`` and its shift: for each block of the key space, the range
+    holding its first key; SLICE_BLOCKS blocks at a time (a million blocks and ranges take 0.3-0.5 s).
+    About as many blocks as ranges, at most 2**BUCKET_BITS: a table merged by rule (a few
+    thousand ranges) needs no 4 MiB index."""
+    bucket_bits = min(BUCKET_BITS, bits, len(starts).bit_length())
+    shift = bits - bucket_bits
+    blocks = 1 << bucket_bits
+    buckets = array("I", bytes(4 * (blocks + 1)))
+    i, last = 0, len(starts) - 1
+    for low in range(0, blocks, SLICE_BLOCKS):
+        for block in range(low, min(low + SLICE_BLOCKS, blocks)):
+            first = block << shift
+            while i < last and starts[i + 1] <= first:
+                i += 1
+            buckets[block] = i
+        yield
+    buckets[blocks] = len(starts) - 1
+    return buckets, shift
 
 
 def block_scope(starts: array, i: int, key: int, width: int) -> int:
@@ -282,8 +296,10 @@ class Classifier:
             if self.seed_rules:  # no rules step: the rule never depends on the client
                 rule_starts = array(starts.typecode, [0])
                 rule_indices = array("i", [self.rules.catch_all])
-            rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices)
-        yield FamilyTable(geo.bits, geo.shift, merged_starts, merged_classes, rules)
+            index, shift = yield from bucket_index(rule_starts, geo.bits)
+            rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices, None, index, shift)
+        index, shift = yield from bucket_index(merged_starts, geo.bits)
+        yield FamilyTable(geo.bits, geo.shift, merged_starts, merged_classes, rules, index, shift)
 
     def overlay_subnets(self, geo: GeoRanges, starts: array,
                         classes: array) -> Iterator[None]:  # fmt: skip
