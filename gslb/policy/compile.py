@@ -136,7 +136,7 @@ class FamilyTable:
 
 def bucket_index(starts: array, bits: int) -> Generator[None, None, tuple[array, int]]:
     """``FamilyTable.buckets`` and its shift: for each block of the key space, the range
-    holding its first key; SLICE_BLOCKS blocks at a time (a million blocks and ranges take 0.3-0.5 s).
+    holding its first key; SLICE_BLOCKS blocks at a time (a million blocks: 0.3-0.5 s).
     About as many blocks as ranges, at most 2**BUCKET_BITS: a table merged by rule (a few
     thousand ranges) needs no 4 MiB index."""
     bucket_bits = min(BUCKET_BITS, bits, len(starts).bit_length())
