@@ -377,13 +377,20 @@ def build_in_slices(compiler, slice_seconds: float) -> dict:
     }
 
 
+def array_bytes(family) -> int:
+    """A family table's arrays: ranges, classes and the bucket index (when it has one)."""
+    size = len(family.starts) * (family.starts.itemsize + family.classes.itemsize)
+    buckets = getattr(family, "buckets", None)
+    return size + (len(buckets) * buckets.itemsize if buckets is not None else 0)
+
+
 def table_figures(table) -> dict:
     families = {}
     for version, family in table.families.items():
-        size = len(family.starts) * (family.starts.itemsize + family.classes.itemsize)
+        size = array_bytes(family)
         rules = family.rules
         if rules is not None:
-            size += len(rules.starts) * (rules.starts.itemsize + rules.classes.itemsize)
+            size += array_bytes(rules)
         families[f"ipv{version}"] = {
             "ranges": len(family.starts),
             "rule_ranges": len(rules.starts) if rules is not None else 0,
