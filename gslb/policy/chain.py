@@ -233,8 +233,8 @@ class Engine:
         keyed = plan.keyed
         prepared = keyed.get(key)
         if prepared is None:
-            if len(keyed) >= self.cache_size:  # a City database: many classes x outcomes
-                del keyed[next(iter(keyed))]  # the oldest goes, never a wholesale clear
+            if len(keyed) >= len(plan.decisions) + self.cache_size:  # every class once,
+                del keyed[next(iter(keyed))]  # and room for regions and RUM sets: the oldest
             location = place[0] if place is not None else None
             prepared = keyed[key] = self._decide_class(
                 plan, klass, version, ip, source, health.for_region(region), decision, location

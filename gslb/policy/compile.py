@@ -33,7 +33,8 @@ decision rather than split the table (``Engine._decide_keyed``):
   continent) must decide; the decision keys on the *set* it drops.
 
 A decision is then made once per (class, region, dropped set) and health view, by the same
-chain as ``explain`` (at most ``Engine.cache_size`` of them, the oldest making room); the ECS
+chain as ``explain`` (at most one per class plus ``Engine.cache_size``, the oldest making
+room: a City database's hundred thousand classes each keep their regional decision); the ECS
 scope is the class's, widened as ``Engine.answer`` widens it: to the client's location block
 when the decision read the location (a verdict that differs by region), and to the deciding
 RUM level's prefix. A location block of the flattened database holds the database network
