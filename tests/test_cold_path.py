@@ -156,3 +156,18 @@ def test_bytes_that_come_back_beyond_the_replay_caches_reach_are_not_remembered(
         ask(responder, wire)
         ask(responder, wire)
     assert len(responder.replays["udp"]) == 10
+
+
+def test_random_names_under_a_wildcard_or_a_cut_leave_no_shapes(responder) -> None:
+    rng = random.Random(6)
+    for n in range(50):
+        wild = ask(responder, query(f"r{rng.randrange(10**6)}.wild.example.com.", "TXT"))
+        assert [rr.to_text() for rr in wild.answer[0]] == ['"wildcard"']
+        nodata = ask(responder, query(f"r{rng.randrange(10**6)}.wild.example.com.", "MX"))
+        assert nodata.rcode() == dns.rcode.NOERROR and not nodata.answer
+        referral = ask(responder, query(f"r{n}.sub.example.com."))
+        assert referral.authority and not referral.answer
+    assert not responder.shapes["udp"], "countless names: the parser answers them"
+    for _ in range(2):
+        ask(responder, query("WWW.example.com."))
+    assert len(responder.shapes["udp"]) == 1, "a name of the zone is worth a shape"

@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
@@ -106,6 +106,9 @@ class Packed:
     tail: bytes  # everything after the question
     zone: str  # metrics label
     rcode: int
+    # Worth a query shape: an answer for a name of the zone. Names a wildcard, a cut or a
+    # DNAME answers for are countless (random-subdomain floods): they take the parser.
+    shaped: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -303,13 +306,14 @@ class Responder:
         self, shape_bytes: bytes, query: Query, data: bytes, end: int, entry: Packed | Dynamic,
         key: tuple, reply: bytes, labels: tuple, ecs: tuple | None, limit: int, transport: str,
     ) -> None:  # fmt: skip
-        """Keep the shape of a query just answered. Names that do not exist are left out: a
-        random-name flood would only push useful shapes out."""
+        """Keep the shape of a query just answered. Names that do not exist, and names a
+        wildcard, a cut or a DNAME answers for, are left out: a random-name flood would only
+        push useful shapes out."""
         if entry.__class__ is Dynamic:
             opt = self.opt_for(query, 0) if query.opt is not None else b""
             shape = dynamic_shape(query, data, end, entry, key, opt, limit, transport,
                                   labels[1])  # fmt: skip
-        elif entry.rcode == NOERROR:
+        elif entry.rcode == NOERROR and entry.shaped:
             shape = static_shape(query, data, end, reply, labels, ecs)
         else:
             return
@@ -537,8 +541,9 @@ class Responder:
         signed = self.sign(key, zone, result)
         unsigned_negative = signed is result and not result.answer and not result.additional
         if unsigned_negative and len(qname) >= MIN_TEMPLATE_NAME:
-            return self.negative(qname, qtype, qclass, result, zone.fqdn)
-        return pack(qname, qtype, qclass, signed, zone.fqdn)
+            packed = self.negative(qname, qtype, qclass, result, zone.fqdn)
+            return packed if qname in zone.nodes else replace(packed, shaped=False)
+        return pack(qname, qtype, qclass, signed, zone.fqdn, shaped=qname in zone.nodes)
 
     def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
         """DNSSEC, in one place: a DO query in a signed zone gets RRSIGs and denial proofs
@@ -755,6 +760,7 @@ def pack(
     zone: str,
     *,
     rclass: int = CLASS_IN,
+    shaped: bool = True,
 ) -> Packed:
     """Pack a result once with dnslib (name compression included) and keep the bytes."""
     record = DNSRecord(DNSHeader(id=0, qr=1, aa=int(result.aa), rd=0, rcode=result.rcode))
@@ -772,7 +778,8 @@ def pack(
     _, flags, _, an, ns, ar = HEADER.unpack_from(raw)
     tail = raw[12 + len(qname) + 4 :]
     flags = (flags & ~0x0110) | QR | (AA if result.aa else 0)
-    return Packed(flags, an, ns, ar, tail, zone, result.rcode if result.rcode < 16 else NOERROR)
+    rcode = result.rcode if result.rcode < 16 else NOERROR
+    return Packed(flags, an, ns, ar, tail, zone, rcode, shaped)
 
 
 __all__ = ["Responder", "Options", "NOERROR"]
