@@ -209,16 +209,17 @@ class Engine:
         verdict that differs by region), to the deciding RUM level's prefix."""
         place: tuple[Any, int] | None = None
         table = plan.table
+        single = False
         if table is not None:
             known = table.classes[klass]
             if known.single:  # the class's range holds one place: no lookup of the client's
-                place = (known.place, scope)
+                place, single = (known.place, scope), True
+        regional = health.regional and health.region_of is not None
         region = None
         decision, rum_scope = None, 0
         try:
-            if health.regional and health.region_of is not None:
-                if place is None:
-                    place = self._place(version, ip)
+            if regional and not single:  # a single place's region is the class's: see below
+                place = self._place(version, ip)
                 region = self._region_of(place[0], health.region_of)
             if plan.rum and health.rum is not None:
                 if place is not None:
@@ -235,6 +236,8 @@ class Engine:
         if prepared is None:
             if len(keyed) >= len(plan.decisions) + self.cache_size:  # every class once,
                 del keyed[next(iter(keyed))]  # and room for regions and RUM sets: the oldest
+            if regional and single:  # one region per class and view: not part of the key
+                region = health.region_of(known.place)  # type: ignore[misc]
             location = place[0] if place is not None else None
             prepared = keyed[key] = self._decide_class(
                 plan, klass, version, ip, source, health.for_region(region), decision, location
