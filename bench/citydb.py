@@ -377,27 +377,30 @@ def build_in_slices(compiler, slice_seconds: float) -> dict:
     }
 
 
-def array_bytes(family) -> int:
-    """A family table's arrays: ranges, classes and the bucket index (when it has one)."""
-    size = len(family.starts) * (family.starts.itemsize + family.classes.itemsize)
-    buckets = getattr(family, "buckets", None)
-    return size + (len(buckets) * buckets.itemsize if buckets is not None else 0)
+def own_bytes(family) -> int:
+    """What a family table holds of its own: its ranges, classes and bucket index, or, for a
+    table sharing the GeoIP ranges, its class per place and runs (dict entries ~100 bytes)."""
+    if hasattr(family, "by_place"):
+        size = len(family.by_place) * family.by_place.itemsize + 100 * len(family.runs)
+    else:
+        size = len(family.starts) * (family.starts.itemsize + family.classes.itemsize)
+        size += len(family.buckets) * family.buckets.itemsize
+    return size + (own_bytes(family.rules) if family.rules is not None else 0)
 
 
 def table_figures(table) -> dict:
     families = {}
     for version, family in table.families.items():
-        size = array_bytes(family)
         rules = family.rules
-        if rules is not None:
-            size += array_bytes(rules)
         families[f"ipv{version}"] = {
+            "shares_geoip_ranges": hasattr(family, "by_place"),
             "ranges": len(family.starts),
             "rule_ranges": len(rules.starts) if rules is not None else 0,
-            "mib": round(size / 2**20, 1),
+            "mib": round(own_bytes(family) / 2**20, 1),
         }
     return {
-        "ranges": table.ranges(),
+        "ranges": sum(f["ranges"] + f["rule_ranges"] for f in families.values()),
+        "own_ranges": table.ranges(),
         "classes": len(table.classes) - 1,
         "build_s": round(table.build_seconds, 2),
         "mib": round(sum(f["mib"] for f in families.values()), 1),
@@ -431,6 +434,8 @@ def in_process(path: Path, work: Path, cold_count: int) -> dict:
     out["geoip_locations"] = {f"ipv{v}": len(t.locations) for v, t in compiler.geo_ranges.items()}
     out["geoip_mib"] = round(sum(len(t) * (t.starts.itemsize + t.places.itemsize)
                                  for t in compiler.geo_ranges.values()) / 2**20, 1)  # fmt: skip
+    index = sum(len(b) * b.itemsize for b, _ in compiler.geo_index.values())
+    out["geoip_index_mib"] = round(index / 2**20, 1)
     out["rss_peak_while_building_mib"] = resident()["VmHWM"]
     trim_heap()
     gc.collect()

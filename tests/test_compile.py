@@ -26,6 +26,8 @@ from gslb.geo import GeoDB
 from gslb.georanges import ASK, UNKNOWN, build_now
 from gslb.health.view import CheckState, HealthView
 from gslb.policy.chain import Engine
+from gslb.policy.compile import Classifier, FamilyTable, PlaceTable
+from gslb.policy.rules import RuleIndex
 from gslb.rum.config import LEVELS
 from gslb.rum.network import GLOBAL, PREFIX, prefix_key_of
 from gslb.rum.snapshot import Decision, RecordDecisions, Snapshot
@@ -42,6 +44,7 @@ NETWORKS: dict[str, dict[str, Any]] = {
     "46.6.0.0/15": AT,
     "46.4.128.0/20": AT,
     "46.8.0.0/24": {"lat": 10.0, "lon": 10.0},
+    "46.8.1.0/24": {"continent": "AF", "lat": 10.0, "lon": 10.0},  # another record, one point
     "51.14.0.0/16": WORLD["51.15.0.0/16"],  # the same place as its FR neighbour
     "2a01:4f9::/32": DE,
     "2a01:4fa::/31": AT,
@@ -578,10 +581,17 @@ def test_decisions_per_region_and_outcome_stay_bounded(keyed_engine) -> None:
     assert len(plan.keyed) == len(plan.decisions) + 1 < len(clients), "one per class, plus one"
 
 
+def ranges_of(family) -> tuple[list, list]:
+    """A family table as (starts, class per range), whether it has ranges of its own."""
+    if isinstance(family, PlaceTable):
+        return list(family.starts), [family.by_place[p] for p in family.places]
+    return list(family.starts), list(family.classes)
+
+
 def tables_of(compiler) -> dict:
     """Every finished table's content, comparable between two compilers."""
     return {
-        key: {v: (list(f.starts), list(f.classes)) for v, f in table.families.items()}
+        key: {v: ranges_of(f) for v, f in table.families.items()}
         for key, table in compiler.tables.items()
     }
 
@@ -669,3 +679,56 @@ def test_a_finished_build_is_settled(engine) -> None:
     classes = sum(len(t.classes) for t in fresh.compiler.tables.values())
     locations = sum(len(g.locations) for g in fresh.compiler.geo_ranges.values())
     assert frozen >= classes + locations
+
+
+def describe(klass) -> tuple | None:
+    """A class by what decides it (class numbers differ between two classifiers)."""
+    if klass is None:
+        return None
+    where = (klass.location.lat, klass.location.lon) if klass.location is not None else None
+    return klass.index, klass.by, where
+
+
+def last_of(job):
+    """The table a Classifier.family job yields after its slices."""
+    return [table for table in job if table is not None][-1]
+
+
+@pytest.mark.parametrize("name", ["no rules step", "other rules", "full chain"])
+def test_shared_ranges_answer_like_ranges_of_their_own(engine, name) -> None:
+    """A proximity table sharing the GeoIP ranges (PlaceTable) gives every address the class
+    and scope a table with merged ranges of its own gives; where subnet rules cut a family,
+    the table keeps ranges of its own."""
+    rec = RECORDS[name]
+    compiler = engine.compiler
+    seed = "rules" not in rec.options.chain
+    rng = random.Random(11)
+    for version, geo in compiler.geo_ranges.items():
+        own = Classifier(RuleIndex(rec.rules), True, seed)
+        shared = Classifier(RuleIndex(rec.rules), True, seed)
+        table_own = last_of(own.family(geo))
+        table_shared = last_of(shared.family(geo, compiler.geo_index[version]))
+        cut = not seed and any(n.version == version for r in rec.rules for n in r.subnets)
+        assert isinstance(table_shared, FamilyTable if cut else PlaceTable)
+        edges = [e >> geo.shift for e in (EDGES4 if version == 4 else EDGES6)]
+        keys = [e + d for e in edges for d in (-1, 0, 1)] + [
+            rng.randrange(1 << geo.bits) for _ in range(3000)
+        ]
+        for key in (k for k in keys if 0 <= k < 1 << geo.bits):
+            klass_own, scope_own = table_own.find(key)
+            klass_shared, scope_shared = table_shared.find(key)
+            assert scope_shared == scope_own, (version, key)
+            assert describe(shared.classes[klass_shared]) == describe(own.classes[klass_own])
+            assert table_shared.rules.find(key) == table_own.rules.find(key)
+
+
+def test_two_records_at_one_point_share_a_scope(engine) -> None:
+    """46.8.0.0/24 and 46.8.1.0/24 are two database records at one point: without a rules
+    step their class is the point's, so a client of either gets the /23 as its scope."""
+    rec = RECORDS["no rules step"]
+    table = engine.compiler.table(rec, True)
+    assert isinstance(table.families[4], PlaceTable)
+    view = health(rec, set(), 50)
+    for address in ("46.8.0.7", "46.8.1.200"):
+        answer, _, _ = engine.decide(rec, 4, int(ipaddress.IPv4Address(address)), 24, view)
+        assert answer.scope == 23

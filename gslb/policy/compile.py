@@ -134,6 +134,52 @@ class FamilyTable:
         i = bisect_right(starts, key, buckets[block], buckets[block + 1] + 1) - 1
         return self.classes[i], block_scope(starts, i, key, self.bits)
 
+    def size(self) -> int:
+        """What the table holds of its own, in ranges."""
+        return len(self.starts) + (self.rules.size() if self.rules is not None else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class PlaceTable:
+    """Ranges -> class for one family where the class follows the client's place alone (a
+    proximity record without subnet rules in the family: a class per location). The ranges are
+    the GeoIP ranges themselves, shared by every such table with their bucket index, so a table
+    is the class of each place (``by_place``, a few hundred KiB) instead of a copy of millions
+    of ranges (25-35 MiB per record on a City database, bench/citydb.py).
+
+    Neighbouring ranges whose places have one class (two database records, one point) form a
+    run, kept in ``runs`` for its ranges only; the scope spans the run, as merged ranges would.
+    """
+
+    bits: int
+    shift: int
+    starts: array  # the GeoIP ranges' starts and places (shared)
+    places: array
+    by_place: array  # class per place; [-1]: UNKNOWN's, [-2]: ASK's (negative indices)
+    runs: dict[int, int]  # range -> last range of its run (runs of two or more only)
+    first_of: dict[int, int]  # range -> first range of its run
+    rules: FamilyTable | None
+    buckets: array = field(repr=False, compare=False)
+    bucket_shift: int = field(repr=False, compare=False)
+
+    def find(self, key: int) -> tuple[int, int]:
+        """(class, scope), as ``FamilyTable.find``."""
+        starts = self.starts
+        block = key >> self.bucket_shift
+        buckets = self.buckets
+        i = bisect_right(starts, key, buckets[block], buckets[block + 1] + 1) - 1
+        klass = self.by_place[self.places[i]]
+        if self.runs:
+            last = self.runs.get(i)
+            if last is not None:
+                return klass, block_scope(starts, self.first_of[i], key, self.bits, last)
+        return klass, block_scope(starts, i, key, self.bits)
+
+    def size(self) -> int:
+        """What the table holds of its own, in ranges (about 12 bytes each)."""
+        own = len(self.by_place) // 3 + 8 * len(self.runs)
+        return own + (self.rules.size() if self.rules is not None else 0)
+
 
 def bucket_index(starts: array, bits: int) -> Generator[None, None, tuple[array, int]]:
     """``FamilyTable.buckets`` and its shift: for each block of the key space, the range
@@ -156,11 +202,13 @@ def bucket_index(starts: array, bits: int) -> Generator[None, None, tuple[array,
     return buckets, shift
 
 
-def block_scope(starts: array, i: int, key: int, width: int) -> int:
+def block_scope(starts: array, i: int, key: int, width: int, last: int | None = None) -> int:
     """The prefix length of the widest aligned block around ``key`` that stays inside range
-    ``i`` of ``starts`` (keys ``width`` bits wide)."""
+    ``i`` of ``starts`` (keys ``width`` bits wide), or inside ranges ``i`` to ``last``."""
     first = starts[i]
     below = ((first - 1) ^ key).bit_length() - 1 if first else width
+    if last is not None:
+        i = last
     end = starts[i + 1] if i + 1 < len(starts) else 1 << width
     above = (end ^ key).bit_length() - 1
     free = below if below < above else above
@@ -171,13 +219,13 @@ def block_scope(starts: array, i: int, key: int, width: int) -> int:
 class RecordTable:
     """A record's compiled tables; shared by every record with the same rules signature."""
 
-    families: dict[int, FamilyTable]
+    families: dict[int, FamilyTable | PlaceTable]
     classes: tuple[Klass | None, ...]  # index 0 is ASK_CLASS (None)
     build_seconds: float
 
     def ranges(self) -> int:
-        return sum(len(t.starts) + (len(t.rules.starts) if t.rules is not None else 0)
-                   for t in self.families.values())  # fmt: skip
+        """What the tables hold of their own, in ranges (shared GeoIP ranges not counted)."""
+        return sum(t.size() for t in self.families.values())
 
 
 @dataclass(slots=True, eq=False)
@@ -259,9 +307,20 @@ class Classifier:
                     return network
         return None
 
-    def family(self, geo: GeoRanges) -> Iterator[FamilyTable | None]:
+    def cuts(self, geo: GeoRanges) -> bool:
+        """Whether subnet rules cut this family's ranges (then the class is not the place's)."""
+        return not self.seed_rules and bool(self.rules.subnets[4 if geo.shift == 0 else 6])
+
+    def family(
+        self, geo: GeoRanges, index: tuple[array, int] | None = None
+    ) -> Iterator[FamilyTable | PlaceTable | None]:
         """Yields None between slices, then the table. Every pass over the ranges is sliced:
-        a City database has millions, and a reload rebuilds tables while answering."""
+        a City database has millions, and a reload rebuilds tables while answering. With
+        proximity and no subnet rule in the family, and the GeoIP ranges' bucket ``index``
+        given, the table shares the GeoIP ranges (``PlaceTable``)."""
+        if self.proximity and index is not None and not self.cuts(geo):
+            yield from self.place_family(geo, index)
+            return
         starts, places = geo.starts, geo.places
         locations = geo.locations
         distinct: set[int] = set()
@@ -301,6 +360,52 @@ class Classifier:
             rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices, None, index, shift)
         index, shift = yield from bucket_index(merged_starts, geo.bits)
         yield FamilyTable(geo.bits, geo.shift, merged_starts, merged_classes, rules, index, shift)
+
+    def place_family(self, geo: GeoRanges,
+                     index: tuple[array, int]) -> Iterator[PlaceTable | None]:  # fmt: skip
+        """A ``PlaceTable``: each place classified once, then one pass over the ranges for the
+        runs of one class and the ranges merged by rule (the scope of a decision that did not
+        read the coordinates)."""
+        locations = geo.locations
+        by_place = array("I", bytes(4 * (len(locations) + 2)))
+        by_place[-2] = ASK_CLASS
+        by_place[-1] = self.classify(None, None)
+        for place, location in enumerate(locations):
+            by_place[place] = self.classify(location, None)
+            if place % SLICE_CLASSES == SLICE_CLASSES - 1:
+                yield None
+        rule_of = [-1 if k is None else k.index for k in self.classes]
+        starts, places = geo.starts, geo.places
+        runs: dict[int, int] = {}
+        first_of: dict[int, int] = {}
+        rule_starts, rule_indices = array(starts.typecode), array("i")
+        run_first, last_class, last_rule = 0, -1, None
+        count = len(places)
+        for low in range(0, count, SLICE_RANGES):
+            for i in range(low, min(low + SLICE_RANGES, count)):
+                klass = by_place[places[i]]
+                if klass != last_class:
+                    if i - 1 > run_first:
+                        for j in range(run_first, i):
+                            runs[j], first_of[j] = i - 1, run_first
+                    run_first, last_class = i, klass
+                    rule = rule_of[klass]
+                    if rule != last_rule:
+                        rule_starts.append(starts[i])
+                        rule_indices.append(rule)
+                        last_rule = rule
+            yield None
+        if count - 1 > run_first:
+            for j in range(run_first, count):
+                runs[j], first_of[j] = count - 1, run_first
+        if self.seed_rules:  # no rules step: the rule never depends on the client
+            rule_starts = array(starts.typecode, [0])
+            rule_indices = array("i", [self.rules.catch_all])
+        rule_index, rule_shift = yield from bucket_index(rule_starts, geo.bits)
+        rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices, None, rule_index,
+                            rule_shift)  # fmt: skip
+        yield PlaceTable(geo.bits, geo.shift, starts, places, by_place, runs, first_of, rules,
+                         *index)  # fmt: skip
 
     def overlay_subnets(self, geo: GeoRanges, starts: array,
                         classes: array) -> Iterator[None]:  # fmt: skip
@@ -382,6 +487,7 @@ class Compiler:
         self.job: Iterator[None] | None = None
         self.geo_seconds = 0.0
         self.over_cap: set[tuple] = set()  # signatures left step by step (MAX_RANGES)
+        self.geo_index: dict[int, tuple[array, int]] = {}  # bucket index of the GeoIP ranges
 
     def want(self, records: list[tuple[DynamicRecord, bool]]) -> None:
         """The records of a new configuration: tables of signatures no longer used go. A
@@ -452,7 +558,10 @@ class Compiler:
         if self.geo_ranges is None:
             started = time.perf_counter()
             yield from self.flattener.build()  # type: ignore[union-attr]
-            self.geo_ranges = self.flattener.tables  # type: ignore[union-attr]
+            tables = self.flattener.tables  # type: ignore[union-attr]
+            for version, geo in tables.items():  # shared by every PlaceTable
+                self.geo_index[version] = yield from bucket_index(geo.starts, geo.bits)
+            self.geo_ranges = tables
             self.geo_seconds = time.perf_counter() - started
         while self.wanted:
             key, (record, proximity) = next(iter(self.wanted.items()))
@@ -462,9 +571,9 @@ class Compiler:
             started = time.perf_counter()
             classifier = Classifier(RuleIndex(record.rules), proximity,
                                     "rules" not in record.options.chain)  # fmt: skip
-            families: dict[int, FamilyTable] = {}
+            families: dict[int, FamilyTable | PlaceTable] = {}
             for version, geo in self.geo_ranges.items():
-                for table in classifier.family(geo):
+                for table in classifier.family(geo, self.geo_index[version]):
                     if table is None:
                         yield
                     else:
@@ -480,9 +589,14 @@ class Compiler:
     def over(self, key: tuple, record: DynamicRecord, proximity: bool,
              ranges: int | None = None) -> bool:  # fmt: skip
         """Whether a table of ``ranges`` (before building: a proximity table has about as
-        many as the GeoIP ranges) would pass MAX_RANGES; says so once per signature."""
+        many as the GeoIP ranges of the families its subnet rules cut; the others share the
+        GeoIP ranges) would pass MAX_RANGES; says so once per signature."""
         if ranges is None:
-            ranges = sum(map(len, self.geo_ranges.values())) if proximity else 0  # type: ignore
+            ranges = 0
+            if proximity and "rules" in record.options.chain:
+                cut = {net.version for rule in record.rules for net in rule.subnets}
+                ranges = sum(len(geo) for version, geo in self.geo_ranges.items()  # type: ignore
+                             if version in cut)  # fmt: skip
         used = sum(t.ranges() for t in self.tables.values())
         if used + ranges <= MAX_RANGES:
             return False
