@@ -361,11 +361,12 @@ def build_in_slices(compiler, slice_seconds: float) -> dict:
     turns of the event loop): wall and CPU time, slices, and the longest slice (the longest
     an answer can wait behind the build)."""
     wall, cpu = time.perf_counter(), time.process_time()
-    slices, longest = 0, 0.0
+    slices, longest, longest_cpu = 0, 0.0, 0.0
     while True:
-        started = time.perf_counter()
+        started, started_cpu = time.perf_counter(), time.process_time()
         more = compiler.work(slice_seconds)
         longest = max(longest, time.perf_counter() - started)
+        longest_cpu = max(longest_cpu, time.process_time() - started_cpu)
         slices += 1
         if not more:
             break
@@ -373,7 +374,8 @@ def build_in_slices(compiler, slice_seconds: float) -> dict:
         "wall_s": round(time.perf_counter() - wall, 2),
         "cpu_s": round(time.process_time() - cpu, 2),
         "slices": slices,
-        "longest_slice_ms": round(longest * 1000, 1),
+        "longest_slice_ms": round(longest * 1000, 1),  # wall: other jobs' turns included
+        "longest_slice_cpu_ms": round(longest_cpu * 1000, 1),
     }
 
 

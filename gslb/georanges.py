@@ -33,7 +33,7 @@ SLICE_NODES = 2048  # tree nodes walked between two yields (about a millisecond 
 # Every other pass over millions of items yields too (a City database has 5-8 million leaves:
 # one pass in one piece held answers for half a second to two seconds, measured): items per
 # slice for plain passes, leaves per slice while records get decoded, nodes per unpacked chunk.
-SLICE_ITEMS = 16384
+SLICE_ITEMS = 8192
 SLICE_DECODES = 2048
 SLICE_UNPACK = 1 << 18
 V6_SHIFT = 64  # IPv6 tables key on the top 64 bits
