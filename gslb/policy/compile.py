@@ -6,7 +6,10 @@ range of addresses once the GeoIP database and the record's rules are known, so 
 gets, per address family, a sorted table of integer ranges -> *class*, where a class is exactly
 the engine's decision key (matched rule, coordinates when proximity reads them). Neighbouring
 ranges of the same class are merged, so a client's ECS scope is the widest aligned block
-around it that stays inside its range (gdnsd merges its networks the same way).
+around it that stays inside its range (gdnsd merges its networks the same way). With
+proximity and no subnet rule in the family, the class follows the place alone, so the table
+is the GeoIP ranges themselves, shared, plus a class per place (``PlaceTable``): a City
+database's 2.7 million ranges are held once per process, not once per record.
 
 Two levels keep a health flip from ever stalling an answer:
 
