@@ -7,6 +7,8 @@ evicting its oldest entries (never a wholesale clear).
 from __future__ import annotations
 
 import random
+from ipaddress import ip_address
+from types import MappingProxyType
 
 import dns.edns
 import dns.flags
@@ -14,14 +16,20 @@ import dns.message
 import dns.rcode
 import pytest
 
-from gslb.config.load import load_config
+from gslb.config.load import find_record, load_config
 from gslb.config.names import to_wire
 from gslb.dns import responder as responder_module
 from gslb.dns.responder import Responder
+from gslb.fleet.regions import RegionMap
 from gslb.geo import GeoDB
+from gslb.health.view import CheckState, HealthView
 from gslb.policy.chain import Engine
+from gslb.rum.config import LEVELS
+from gslb.rum.network import prefix_key
+from gslb.rum.snapshot import RecordDecisions, Snapshot
 from tests.conftest import core_zone_text, write_zone
 from tests.geodb import CLIENTS
+from tests.test_compile import rum_decision
 
 GEO_ZONE = """\
 '':
@@ -171,3 +179,95 @@ def test_random_names_under_a_wildcard_or_a_cut_leave_no_shapes(responder) -> No
     for _ in range(2):
         ask(responder, query("WWW.example.com."))
     assert len(responder.shapes["udp"]) == 1, "a name of the zone is worth a shape"
+
+
+STEERED_ZONE = """\
+'':
+  - type: NS
+    values: [ns1.example.net.]
+fleet:
+  type: CNAME
+  ttl: 30
+  value: origin.example.net.
+  dynamic:
+    pools:
+      world: {values: [{value: a.cdn.test.}, {value: b.cdn.test.}]}
+    rules:
+      - {pool: world}
+  gslb:
+    check: {type: tcp, port: 443}
+measured:
+  type: CNAME
+  ttl: 30
+  value: origin.example.net.
+  dynamic:
+    pools:
+      eu: {values: [{value: a.cdn.test.}, {value: b.cdn.test.}], fallback: world}
+      world: {values: [{value: a.cdn.test.}, {value: b.cdn.test.}, {value: c.cdn.test.}]}
+    rules:
+      - {geos: [EU], pool: eu}
+      - {pool: world}
+  gslb:
+    chain: [rules, health, rum, weighted]
+"""
+
+
+@pytest.fixture()
+def steered(tmp_path, geo_db) -> Responder:
+    write_zone(tmp_path, "example.net", STEERED_ZONE)
+    config, errors = load_config(tmp_path)
+    assert config is not None, errors
+    geo = GeoDB.open(geo_db)
+    responder = Responder(config, Engine(geo, random.Random(5)))
+    assert responder.engine.compiler.finish()
+    yield responder
+    geo.close()
+
+
+def targets_and_scope(responder: Responder, name: str, client: str, count: int = 40):
+    rng = random.Random(client)
+    seen, scopes = set(), set()
+    for n in range(count):
+        wire = query(random_case(name, rng), ecs=client[: client.rindex(".")] + f".{n}", prefix=32)
+        reply = ask(responder, wire)
+        seen |= {str(rr.target) for rr in reply.answer[0]}
+        scopes |= {o.scopelen for o in reply.options if isinstance(o, dns.edns.ECSOption)}
+    return seen, scopes
+
+
+def test_regional_verdicts_and_rum_decisions_are_answered_from_the_compiled_tables(
+    steered,
+) -> None:
+    """Through the responder (query shapes, the parser, ECS echo): a fleet view where CDN A
+    is down for European vantages only, then a RUM snapshot where one German /24 measures
+    CDN B as slow. No query takes the step-by-step chain (``Engine.answer`` counts every
+    call), and each answer and scope is what ``explain`` says for that client."""
+    engine = steered.engine
+    fleet = find_record(steered.config, "fleet.example.net.", "CNAME")
+    checks = {t.value: t.check for t in fleet.pools["world"].targets}
+    up = MappingProxyType({c: CheckState(up=True) for c in checks.values()})
+    eu = MappingProxyType({**up, checks["a.cdn.test."]: CheckState(up=False, reason="503")})
+    varies = frozenset({checks["a.cdn.test."]})
+    regional = {"EU": HealthView(1, eu, varies=varies), "NA": HealthView(1, up, varies=varies)}
+    steered.set_health(HealthView(1, up, regional=MappingProxyType(regional), varies=varies,
+                                  region_of=RegionMap()))  # fmt: skip
+    de, us = CLIENTS["DE"], CLIENTS["US-NY"]
+    seen, scopes = targets_and_scope(steered, "fleet.example.net.", de)
+    assert seen == {"b.cdn.test."}
+    explained = engine.explain(fleet, ip_address("192.0.2.1"), (ip_address(de), 32),
+                               steered.health)  # fmt: skip
+    assert explained["region"]["client"] == "EU"
+    assert len(scopes) == 1 and 0 < scopes.pop() <= explained["answer"]["scope"]
+    seen, _ = targets_and_scope(steered, "fleet.example.net.", us)
+    assert seen == {"a.cdn.test.", "b.cdn.test."}, "North American vantages see A up"
+
+    measured = find_record(steered.config, "measured.example.net.", "CNAME")
+    slow_b = rum_decision("prefix", de, frozenset({"b.cdn.test."}))
+    snap = Snapshot({(measured.fqdn, measured.rtype): RecordDecisions(
+        LEVELS, {"prefix": {prefix_key(ip_address(de)): slow_b}})}, 0.0, 1)  # fmt: skip
+    steered.set_health(HealthView(2).with_rum(snap))
+    seen, scopes = targets_and_scope(steered, "measured.example.net.", de)
+    assert seen == {"a.cdn.test."} and scopes == {24}, "its /24 decided"
+    seen, _ = targets_and_scope(steered, "measured.example.net.", f"{de[:-4]}9.10")
+    assert seen == {"a.cdn.test.", "b.cdn.test."}, "the next /24 has no measurements"
+    assert engine.hits == engine.misses == 0, "no query took the step-by-step chain"
