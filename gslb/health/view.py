@@ -34,7 +34,11 @@ class CheckState:
 
 
 class RegionOf(Protocol):
-    """Maps a client's location (``gslb.geo.Location`` or None) to a fleet region name."""
+    """Maps a client's location (``gslb.geo.Location`` or None) to a fleet region name.
+
+    It reads the location's data (continent, country, subdivision, coordinates), never its
+    database network: the compiled cold path gives a whole class of addresses with equal
+    data one region (``gslb.policy.compile.place_data``)."""
 
     def __call__(self, location: Any) -> str | None: ...
 
