@@ -206,3 +206,23 @@ def test_a_feed_interval_too_short_or_too_long_is_invalid(length):
     start = 3600.0
     assert ledger.add_feed("cdn-a", start, start + length, 1e9, now=start + 90000.0) == "invalid"
     assert ledger.delivered("cdn-a", start + 90000.0)[0] == 0.0
+
+
+@pytest.mark.parametrize("seconds, other", [(300, None), (86400, 1e9)])
+def test_a_feed_of_a_few_denormal_bytes_leaves_every_figure_finite(tmp_path, seconds, other):
+    """Found by the property test above: 1.67e-303 bytes made the traffic expected for the
+    rest of the period so small that the commit's share, or the profile's level against a
+    real slot beside it, overflowed to infinity, and the tick raised building the status."""
+    clock = Clock(START + 2 * 86400)
+    svc, _, _ = service(tmp_path, zone(step=0.07), clock)
+    items = [{"target": A, "start": clock.now - seconds - 1, "end": clock.now - 1,
+              "bytes": 1.67e-303}]  # fmt: skip
+    if other is not None:
+        items.append({"target": B, "start": clock.now - 600, "end": clock.now - 300,
+                      "bytes": other})  # fmt: skip
+    assert [r["result"] for r in svc.ingest(items)] == ["accepted"] * len(items)
+    clock.now += 300
+    svc.tick(clock.now, list(svc.records))
+    weights = svc.records[KEY].loop.weights
+    assert all(math.isfinite(w) and w >= 0 for w in weights.values())
+    json.dumps(svc.status(), allow_nan=False)

@@ -199,3 +199,23 @@ def test_an_expiring_fleet_override_ends_on_every_node(zones, geo_db, tmp_path):
             assert left["name"] == "127.0.0.1"
     finally:
         nats.stop()
+
+
+def test_a_version_not_known_yet_is_retried_never_refused(tmp_path):
+    """While nats-py reconnects it reports version 0.0.0 (no INFO from the server yet): that
+    must not disable the fleet for good, as a server older than 2.11 does."""
+    from types import SimpleNamespace
+
+    from nats.aio.client import ServerVersion
+
+    from gslb.fleet.jetstream import JetStreamEngine, VersionUnknown
+
+    settings = FleetSettings(["nats://127.0.0.1:1"], "a", "EU")
+    engine = JetStreamEngine(settings, None)  # type: ignore[arg-type]
+    engine.nc = SimpleNamespace(connected_server_version=ServerVersion("0.0.0-unknown"))
+    with pytest.raises(VersionUnknown):
+        engine._check_version()
+    assert not engine.refused
+    engine.nc = SimpleNamespace(connected_server_version=ServerVersion("2.11.4"))
+    engine._check_version()
+    assert not engine.refused

@@ -37,6 +37,10 @@ MIN_OBSERVED = 1e-4  # answer shares below one weight unit teach no bias (nothin
 SATURATED = 0.95  # answer share above which a target is "given all it can take"
 SHORT = 0.01  # ... and delivered share this far below plan: infeasible
 NEGLIGIBLE = 0.001  # a shortfall under 0.1 % of the commit is rounding, not infeasibility
+# A commit that needs a million times the traffic left is as infeasible as one that needs
+# infinitely more; the cap keeps the arithmetic finite when the expected traffic is a few
+# denormal bytes (a hostile feed: 1e-303 bytes made the share infinite, its shortfall NaN).
+MAX_NEED = 1e6
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +98,10 @@ def _commit_share(info: TargetInput, rate_bps: float) -> tuple[float, float]:
     if contract.kind == "volume":
         if remaining is None or remaining <= 0:
             return 0.0, 1.0
-        need = max(0.0, contract.amount - info.delivered) / remaining  # may exceed 1
+        need = min(MAX_NEED, max(0.0, contract.amount - info.delivered) / remaining)  # may be > 1
         if contract.ceiling is None:
             return need, 1.0
-        cap = max(0.0, contract.ceiling - info.delivered) / remaining
+        cap = min(MAX_NEED, max(0.0, contract.ceiling - info.delivered) / remaining)
         return min(need, cap), cap
     if rate_bps <= 0:
         return 0.0, 1.0

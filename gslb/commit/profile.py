@@ -16,6 +16,10 @@ from gslb.commit.contract import SAMPLE_SECONDS
 HOURS = 168
 LEARN = 0.2  # moving-average weight of a new slot in its hour-of-week bin
 LEVEL_SLOTS = 288  # the level compares the last day with the profile
+# The level is bounded: traffic a thousand times above or below its usual shape is a broken
+# feed, not a holiday (a hostile feed of denormal byte counts made the expected traffic
+# a few 1e-303 bytes and the level infinite).
+LEVEL_RANGE = (1e-3, 1e3)
 
 
 def hour_of_week(moment: float) -> int:
@@ -59,7 +63,10 @@ class Profile:
     def _compute_level(self) -> float:
         actual = sum(a for a, _ in self.recent)
         expected = sum(e for _, e in self.recent)
-        return actual / expected if expected > 0 and actual > 0 else 1.0
+        if expected < 1.0 or actual <= 0:  # under one byte expected: nothing to compare
+            return 1.0
+        low, high = LEVEL_RANGE
+        return min(high, max(low, actual / expected))
 
     def expected(self, start: float, end: float) -> float | None:
         """Expected bytes over ``[start, end)``; None before anything was learned."""

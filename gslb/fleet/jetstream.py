@@ -61,6 +61,10 @@ MAX_PENDING = 10000  # observations held for nodes whose heartbeat has not arriv
 STOP_TIMEOUT = 3.0  # seconds for the tasks, then as long for the connection, to stop
 
 
+class VersionUnknown(Exception):
+    """The connected server's version is not known yet: retry, never refuse on it."""
+
+
 class JetStreamEngine:
     """The node's link to the engine. One owner task; ``stop`` cancels everything."""
 
@@ -231,7 +235,12 @@ class JetStreamEngine:
                  self.settings.region)  # fmt: skip
 
     def _check_version(self) -> None:
+        """Refuse a server older than MIN_SERVER for good; a version not known yet (the
+        client reads it from the server's INFO, which a reconnect has not brought yet: nats-py
+        says 0.0.0) is no verdict, so the sync is retried instead."""
         version = self.nc.connected_server_version
+        if (version.major, version.minor, version.patch) == (0, 0, 0):
+            raise VersionUnknown("nats-server version not known yet (reconnecting)")
         have = (version.major, version.minor)
         if have < MIN_SERVER:
             self.refused = (
