@@ -144,14 +144,17 @@ class FamilyTable:
 
 @dataclass(frozen=True, slots=True)
 class PlaceTable:
-    """Ranges -> class for one family where the class follows the client's place alone (a
-    proximity record without subnet rules in the family: a class per location). The ranges are
-    the GeoIP ranges themselves, shared by every such table with their bucket index, so a table
-    is the class of each place (``by_place``, a few hundred KiB) instead of a copy of millions
-    of ranges (25-35 MiB per record on a City database, bench/citydb.py).
+    """Ranges -> class for one family where the class follows the client's place (a proximity
+    record: a class per location). The ranges are the GeoIP ranges themselves, shared by every
+    such table with their bucket index, so a table is the class of each place (``by_place``, a
+    few hundred KiB) instead of a copy of millions of ranges (25-35 MiB per record on a City
+    database, bench/citydb.py).
 
     Neighbouring ranges whose places have one class (two database records, one point) form a
     run, kept in ``runs`` for its ranges only; the scope spans the run, as merged ranges would.
+    Where subnet rules cut the family, the merged ranges around each subnet (those that touch
+    it) are kept as ``exceptions`` (first keys, last keys, classes) and answer first: every
+    other address's merged range is a run of places, so the two give the table's own answer.
     """
 
     bits: int
@@ -164,9 +167,15 @@ class PlaceTable:
     rules: FamilyTable | None
     buckets: array = field(repr=False, compare=False)
     bucket_shift: int = field(repr=False, compare=False)
+    exceptions: tuple[array, array, array] | None = None
 
     def find(self, key: int) -> tuple[int, int]:
         """(class, scope), as ``FamilyTable.find``."""
+        if self.exceptions is not None:
+            firsts, lasts, classes = self.exceptions
+            j = bisect_right(firsts, key) - 1
+            if j >= 0 and key <= lasts[j]:
+                return classes[j], span_scope(firsts[j], lasts[j] + 1, key, self.bits)
         starts = self.starts
         block = key >> self.bucket_shift
         buckets = self.buckets
@@ -181,7 +190,16 @@ class PlaceTable:
     def size(self) -> int:
         """What the table holds of its own, in ranges (about 12 bytes each)."""
         own = len(self.by_place) // 3 + 8 * len(self.runs)
+        if self.exceptions is not None:
+            own += len(self.exceptions[0])
         return own + (self.rules.size() if self.rules is not None else 0)
+
+
+def span_scope(first: int, end: int, key: int, width: int) -> int:
+    """The prefix length of the widest aligned block around ``key`` inside [first, end)."""
+    below = ((first - 1) ^ key).bit_length() - 1 if first else width
+    above = (end ^ key).bit_length() - 1
+    return width - (below if below < above else above)
 
 
 def bucket_index(starts: array, bits: int) -> Generator[None, None, tuple[array, int]]:
@@ -321,8 +339,16 @@ class Classifier:
         a City database has millions, and a reload rebuilds tables while answering. With
         proximity and no subnet rule in the family, and the GeoIP ranges' bucket ``index``
         given, the table shares the GeoIP ranges (``PlaceTable``)."""
-        if self.proximity and index is not None and not self.cuts(geo):
-            yield from self.place_family(geo, index)
+        if self.proximity and index is not None:
+            if not self.cuts(geo):
+                yield from self.place_family(geo, index)
+                return
+            own = None
+            for own in self.family(geo):  # the table with ranges of its own, then the patch
+                if own is not None:
+                    break
+                yield None
+            yield from self.place_family(geo, index, own)
             return
         starts, places = geo.starts, geo.places
         locations = geo.locations
@@ -364,11 +390,13 @@ class Classifier:
         index, shift = yield from bucket_index(merged_starts, geo.bits)
         yield FamilyTable(geo.bits, geo.shift, merged_starts, merged_classes, rules, index, shift)
 
-    def place_family(self, geo: GeoRanges,
-                     index: tuple[array, int]) -> Iterator[PlaceTable | None]:  # fmt: skip
+    def place_family(self, geo: GeoRanges, index: tuple[array, int],
+                     own: FamilyTable | None = None) -> Iterator[PlaceTable | None]:  # fmt: skip
         """A ``PlaceTable``: each place classified once, then one pass over the ranges for the
         runs of one class and the ranges merged by rule (the scope of a decision that did not
-        read the coordinates)."""
+        read the coordinates). ``own``: the family's table with ranges of its own, where subnet
+        rules cut it; its ranges around each subnet become the exceptions, its rule ranges the
+        rules table."""
         locations = geo.locations
         by_place = array("I", bytes(4 * (len(locations) + 2)))
         by_place[-2] = ASK_CLASS
@@ -404,11 +432,37 @@ class Classifier:
         if self.seed_rules:  # no rules step: the rule never depends on the client
             rule_starts = array(starts.typecode, [0])
             rule_indices = array("i", [self.rules.catch_all])
-        rule_index, rule_shift = yield from bucket_index(rule_starts, geo.bits)
-        rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices, None, rule_index,
-                            rule_shift)  # fmt: skip
+        exceptions = None
+        if own is not None:
+            rules = own.rules
+            exceptions = self.exceptions(geo, own)
+        else:
+            rule_index, rule_shift = yield from bucket_index(rule_starts, geo.bits)
+            rules = FamilyTable(geo.bits, geo.shift, rule_starts, rule_indices, None,
+                                rule_index, rule_shift)  # fmt: skip
         yield PlaceTable(geo.bits, geo.shift, starts, places, by_place, runs, first_of, rules,
-                         *index)  # fmt: skip
+                         *index, exceptions)  # fmt: skip
+
+    def exceptions(self, geo: GeoRanges, own: FamilyTable) -> tuple[array, array, array]:
+        """The merged ranges of ``own`` that touch a subnet rule's span (the one holding the
+        key before it and the one after it included): (first keys, last keys, classes)."""
+        version = 4 if geo.shift == 0 else 6
+        width = 32 if version == 4 else 128
+        end = 1 << geo.bits
+        starts, classes = own.starts, own.classes
+        picked: set[int] = set()
+        for net, _mask, prefix, _index, _network in self.rules.subnets[version]:
+            low = net >> geo.shift
+            high = (net + (1 << (width - prefix)) - 1) >> geo.shift
+            first = bisect_right(starts, max(low - 1, 0)) - 1
+            last = bisect_right(starts, min(high + 1, end - 1)) - 1
+            picked.update(range(first, last + 1))
+        firsts, lasts, out = array(starts.typecode), array(starts.typecode), array("I")
+        for i in sorted(picked):
+            firsts.append(starts[i])
+            lasts.append(starts[i + 1] - 1 if i + 1 < len(starts) else end - 1)
+            out.append(classes[i])
+        return firsts, lasts, out
 
     def overlay_subnets(self, geo: GeoRanges, starts: array,
                         classes: array) -> Iterator[None]:  # fmt: skip
