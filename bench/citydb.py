@@ -384,6 +384,8 @@ def own_bytes(family) -> int:
     table sharing the GeoIP ranges, its class per place and runs (dict entries ~100 bytes)."""
     if hasattr(family, "by_place"):
         size = len(family.by_place) * family.by_place.itemsize + 100 * len(family.runs)
+        for part in family.exceptions or ():
+            size += len(part) * part.itemsize
     else:
         size = len(family.starts) * (family.starts.itemsize + family.classes.itemsize)
         size += len(family.buckets) * family.buckets.itemsize

@@ -635,9 +635,8 @@ def test_a_reload_during_the_geoip_flattening_does_not_restart_it(engine) -> Non
 
 def test_records_past_max_ranges_answer_step_by_step_and_say_so(engine, monkeypatch,
                                                                 caplog) -> None:  # fmt: skip
-    """The cap keeps memory bounded: the first proximity table fits, the next one does not
-    (it would be about as large as the GeoIP ranges), so it is not even built; its record
-    answers step by step, and the log names it."""
+    """The cap keeps memory bounded: the first table fits, the next one does not, so its
+    record answers step by step, and the log names it once."""
     from gslb.policy import compile as compile_module
 
     first, second = RECORDS["full chain"], RECORDS["other rules"]
@@ -658,7 +657,7 @@ def test_records_past_max_ranges_answer_step_by_step_and_say_so(engine, monkeypa
     assert fresh.answer(second, address, (address, 24), view).pool == "eu"
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
     assert len(warnings) == 1 and "content.example.com." in warnings[0]
-    fresh.plan([first, second])  # a reload: still too large, not built, not said again
+    fresh.plan([first, second])  # a reload: still too large, not said again
     with caplog.at_level("WARNING", logger="gslb.policy.compile"):
         fresh.compiler.finish()
     assert len([r for r in caplog.records if r.levelname == "WARNING"]) == 1

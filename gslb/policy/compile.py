@@ -68,9 +68,10 @@ ASK_CLASS = 0  # class 0 of every table: take the step-by-step path
 SLICE_RANGES = 4096  # ranges classified between two yields (about a microsecond each)
 SLICE_CLASSES = 256  # locations classified between two yields (5-10 microseconds each)
 SLICE_BLOCKS = 8192  # blocks of a table's bucket index filled between two yields
-# Ranges kept over all tables of a process (8-12 bytes each): a proximity record is 1.3 million
-# ranges (~16 MB) on the shipped database, 2.9 million (~26 MB) on a City one with 6 million
-# networks (bench/citydb.py); records past the cap answer step by step (logged).
+# Ranges kept over all tables of a process (8-12 bytes each), counting what each table holds of
+# its own: a proximity table shares the GeoIP ranges (PlaceTable) and holds its rule ranges and
+# a class per place, 0.3 million on a City database (bench/citydb.py), a table without
+# proximity its ranges merged by rule. Records past the cap answer step by step (logged).
 MAX_RANGES = 12_000_000
 # Seconds a process spends building before it answers its first query (the GeoIP flattening
 # and the first tables fit on the shipped database); the rest is built between answers.
@@ -627,9 +628,6 @@ class Compiler:
             self.geo_seconds = time.perf_counter() - started
         while self.wanted:
             key, (record, proximity) = next(iter(self.wanted.items()))
-            if self.over(key, record, proximity):
-                del self.wanted[key]
-                continue
             started = time.perf_counter()
             classifier = Classifier(RuleIndex(record.rules), proximity,
                                     "rules" not in record.options.chain)  # fmt: skip
@@ -643,22 +641,14 @@ class Compiler:
             if self.wanted.get(key, (None,))[0] is record:  # not replaced meanwhile
                 table = RecordTable(families, tuple(classifier.classes),
                                     time.perf_counter() - started)  # fmt: skip
-                if not self.over(key, record, proximity, table.ranges()):
+                if not self.over(key, record, table.ranges()):
                     self.tables[key] = table
                 del self.wanted[key]
             yield
 
-    def over(self, key: tuple, record: DynamicRecord, proximity: bool,
-             ranges: int | None = None) -> bool:  # fmt: skip
-        """Whether a table of ``ranges`` (before building: a proximity table has about as
-        many as the GeoIP ranges of the families its subnet rules cut; the others share the
-        GeoIP ranges) would pass MAX_RANGES; says so once per signature."""
-        if ranges is None:
-            ranges = 0
-            if proximity and "rules" in record.options.chain:
-                cut = {net.version for rule in record.rules for net in rule.subnets}
-                ranges = sum(len(geo) for version, geo in self.geo_ranges.items()  # type: ignore
-                             if version in cut)  # fmt: skip
+    def over(self, key: tuple, record: DynamicRecord, ranges: int) -> bool:
+        """Whether a table holding ``ranges`` of its own would pass MAX_RANGES; says so once
+        per signature."""
         used = sum(t.ranges() for t in self.tables.values())
         if used + ranges <= MAX_RANGES:
             return False
