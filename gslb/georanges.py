@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import gzip
 import ipaddress
+import mmap
 import sys
 from array import array
 from bisect import bisect_right
@@ -267,13 +268,20 @@ _HIGH_NIBBLE = bytes(b >> 4 for b in range(256))
 _LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 
-def reading(path: str) -> Generator[None, None, bytes]:
-    """The whole database file, gunzipped when needed (read once per build, then dropped),
-    in 4 MiB pieces (gunzipping a City database takes a second)."""
+def reading(path: str) -> Generator[None, None, bytes | mmap.mmap]:
+    """The whole database: a plain file mapped read-only (its pages are the ones the reader
+    maps and every worker shares, where a read made a private copy: 89 MB for a City database
+    of 12 million networks), a gzip-compressed one unpacked in 4 MiB pieces (a second for a
+    City database). Dropped after the build."""
     with open(path, "rb") as f:
-        compressed = f.read(2) == b"\x1f\x8b"
+        if f.read(2) != b"\x1f\x8b":
+            try:
+                return mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+            except (OSError, ValueError):  # an empty file, or no mmap here: read it
+                f.seek(0)
+                return f.read()
     chunks = []
-    with gzip.open(path, "rb") if compressed else open(path, "rb") as f:
+    with gzip.open(path, "rb") as f:
         while chunk := f.read(1 << 22):
             chunks.append(chunk)
             yield
