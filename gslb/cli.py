@@ -87,8 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--state-dir",
         metavar="DIR",
-        help="keep operator overrides in DIR/overrides.json across restarts "
-        "(default: none, overrides live in memory)",
+        help="keep operator overrides in DIR/overrides.json and the commit controllers' "
+        "state in DIR/commit.json across restarts (default: none, both live in memory)",
     )
     add_fleet(serve)
     serve.add_argument(

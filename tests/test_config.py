@@ -177,6 +177,25 @@ def test_shipped_zones_pass_check():
     assert result.returncode == 0, result.stderr
 
 
+def test_demo_zone_passes_check_and_is_what_the_readme_walks_through():
+    """`make demo` serves demo/zones: three CDNs weighted 50/30/20 in front of the origin,
+    each probed on its loopback stand-in (ports 9081-9083) every second, down after 2
+    failures and up after 2 successes."""
+    result = run_cli("check", "demo/zones")
+    assert result.returncode == 0, result.stderr
+    config, errors = load_config(Path("demo/zones"))
+    assert not errors
+    (zone,) = config.zones.values()
+    (record,) = [d for node in zone.nodes.values() for d in node.dynamic.values()]
+    assert record.fqdn == "content.demo.example."
+    targets = [t for pool in record.pools.values() for t in pool.targets]
+    assert {t.value: t.weight for t in targets} == {
+        "cdn-a.demo.test.": 50, "cdn-b.demo.test.": 30, "cdn-c.demo.test.": 20}  # fmt: skip
+    specs = [config.checks[t.check] for t in targets]
+    assert [(s.address, s.port) for s in specs] == [("127.0.0.1", p) for p in (9081, 9082, 9083)]
+    assert all((s.interval, s.rise, s.fall) == (1, 2, 2) for s in specs)
+
+
 def test_version_names_geoip_attribution():
     result = run_cli("--version")
     assert result.returncode == 0

@@ -2,7 +2,8 @@
 
 A live server (in a fleet on a real nats-server, signing its zone, with health checks, GSLB
 answers, TCP, ECS, a malformed packet and a failed reload behind it) is scraped, and every
-metric name in the rules and in the dashboard must be among the names it exposes.
+metric name in the rules and in the dashboard must be among the names it exposes; the README's
+Metrics table must list exactly the families it exposes.
 ``make test-rules`` runs promtool on the same rules; here the checks that need no promtool:
 recording rules used are defined, every alert has a unit test that fires it and one that
 does not, the dashboard JSON is what its builder writes.
@@ -30,6 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "contrib" / "prometheus" / "gslb-rules.yml"
 RULE_TESTS = sorted((ROOT / "contrib" / "prometheus" / "tests").glob("*.test.yml"))
 DASHBOARD = ROOT / "contrib" / "grafana" / "gslb.json"
+README = ROOT / "README.md"
 BUILDER = ROOT / "contrib" / "grafana" / "build_dashboard.py"
 # A gslb metric name, not part of a recording rule's level:metric:operation name.
 METRIC = re.compile(r"(?<![\w:])(gslb_[a-z0-9_]+)(?![\w:])")
@@ -110,6 +112,23 @@ def test_every_metric_the_dashboard_queries_is_exported(scrape):
     used = {name for expr in dashboard_exprs(board) for name in METRIC.findall(expr)}
     assert len(used) >= 15, sorted(used)
     assert used <= exported, sorted(used - exported)
+
+
+def readme_metrics_table() -> set[str]:
+    """The metric names in the README's "Metrics" table (its first column)."""
+    section = README.read_text().split("\n### Metrics\n", 1)[1].split("\n### ", 1)[0]
+    rows = [line.split("|")[1] for line in section.splitlines() if line.startswith("| `gslb_")]
+    return {name for cell in rows for name in re.findall(r"`(gslb_[a-z0-9_]+)`", cell)}
+
+
+def test_the_readme_metrics_table_is_exactly_what_the_server_exports(scrape):
+    """Every family a live server exports is documented, and the README names no other."""
+    families = {line.split(" ")[2] for line in scrape.splitlines()
+                if line.startswith("# TYPE gslb_")}  # fmt: skip
+    documented = readme_metrics_table()
+    assert len(documented) >= 40, sorted(documented)
+    assert families - documented == set(), "exported but not in the README's Metrics table"
+    assert documented - families == set(), "in the README's Metrics table but not exported"
 
 
 def test_the_live_server_really_has_the_series_behind_the_alerts(scrape):

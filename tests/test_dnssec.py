@@ -384,6 +384,40 @@ def test_random_names_are_rationed(tmp_path):
     assert rcode("r5.example.com") == dns.rcode.NOERROR
 
 
+def test_a_full_signature_cache_evicts_its_oldest_entry_and_outlives_a_reload(tmp_path):
+    """Never a wholesale clear (pdns#12899): a full cache drops its oldest signature for each
+    new one, and a reload keeps what it holds, so unchanged RRsets are not signed again."""
+    names = [f"n{i}" for i in range(6)]
+    write_zone(tmp_path, "example.com", "'':\n  type: NS\n  value: ns1.example.com.\n"
+               + "".join(f"{n}:\n  type: A\n  value: 192.0.2.{i + 1}\n"
+                         for i, n in enumerate(names)))  # fmt: skip
+    keygen(tmp_path, ZONE, 13)
+    config, errors = load_config(tmp_path)
+    assert not errors
+    responder = Responder(config)
+    cache = responder.signing.cache
+    cache.limit = 4
+    made = responder.stats.dnssec_signatures
+    hits = responder.stats.dnssec_cache_hits
+
+    def ask(name: str) -> None:
+        query = dns.message.make_query(f"{name}.example.com", "A", want_dnssec=True)
+        reply = dns.message.from_wire(responder.handle(query.to_wire(), "127.0.0.1"))
+        assert any(r.rdtype == RRSIG for r in reply.answer), name
+
+    sizes = []
+    for name in names:
+        ask(name)
+        sizes.append(len(cache.entries))
+    assert sizes == [1, 2, 3, 4, 4, 4], "filled up to the limit, then one out per one in"
+    signed = made["example.com."]
+    responder.set_config(load_config(tmp_path)[0])  # a reload: the reply caches start afresh
+    ask(names[-1])  # signed after the cache filled up: still there
+    assert made["example.com."] == signed and hits["example.com."] >= 1
+    ask(names[0])  # the oldest: evicted, signed again
+    assert made["example.com."] == signed + 1 and len(cache.entries) == 4
+
+
 # -- bad input -------------------------------------------------------------------------
 
 

@@ -446,6 +446,26 @@ def test_a_flood_from_one_network_is_capped_and_leaves_others_alone(geo) -> None
     assert store.keys()["prefix"] == 2
 
 
+def test_the_global_rate_caps_a_flood_spread_over_many_networks(geo) -> None:
+    """--rum-rate-global: beacons from many /24s (each under its own cap) stop at the global
+    burst, are counted as rate_global, and flow again as the bucket refills."""
+    ingest, store = ingest_for(geo, global_rate=5, global_burst=10)
+    senders = [ip(f"46.4.{third}.10") for third in range(30)]
+    tokens = [ingest.recipe(RECORD, sender, 1000.0)["tok"] for sender in senders]
+    results = []
+    for sender, token in zip(senders, tokens, strict=True):
+        try:
+            ingest.beacon(beacon(token), sender, None, 5.0, 1000.0)
+            results.append("ok")
+        except Rejected as exc:
+            results.append(exc.reason)
+    assert results.count("ok") == 10 and results.count("rate_global") == 20
+    assert ingest.beacons["rate_global"] == 20 and store.keys()["prefix"] == 10
+    late = ip("51.15.1.10")
+    token = ingest.recipe(RECORD, late, 1000.0)["tok"]
+    assert ingest.beacon(beacon(token), late, None, 6.0, 1000.0) == 1, "refilled after 1 s"
+
+
 def test_origins_are_enforced_when_configured(geo) -> None:
     ingest, _ = ingest_for(geo)
     ingest.records[RECORD] = replace(ingest.records[RECORD], origins=("https://www.example.com",))

