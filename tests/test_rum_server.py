@@ -203,6 +203,41 @@ def test_the_public_listener_serves_beacon_paths_only(tmp_path, geo_db):
             assert status(private) == 404, private
 
 
+def test_a_browsers_address_is_never_logged_or_shown(tmp_path, geo_db, caplog):
+    """Privacy as the README states it: the beacon's address becomes its /24 and is dropped.
+    Accepted and refused beacons from one browser (through a trusted proxy) leave its address
+    in no log line at any level, and in no page, trace or metric the server shows."""
+    import ipaddress
+    import logging
+
+    caplog.set_level(logging.DEBUG)
+    write_zone(tmp_path, "example.com", ZONE)
+    rum = RumSettings(limits=Limits(per_network=600, network_burst=40), refresh=0.05,
+                      trusted_proxies=[ipaddress.ip_network("127.0.0.1/32")])  # fmt: skip
+    address = "46.4.9.77"
+    browser = {"X-Forwarded-For": address, "Content-Type": "text/plain;charset=UTF-8"}
+    with ServerThread(tmp_path, geo_db, rum=rum) as srv:
+        for kind in ("good", "good", "good", "good", "forged", "garbage"):
+            job = http(srv, "/rum/v1/recipe?name=content.example.com", headers=browser).json()
+            m = [{"t": t, "k": "warm", "ok": 1, "ms": ms}
+                 for t, ms in zip(CDNS, (90, 11, 95), strict=True)]  # fmt: skip
+            body = {"v": 1, "r": job["r"], "y": job["y"], "tok": job["tok"], "m": m}
+            if kind == "forged":
+                body["tok"] = job["tok"][:-4] + "0000"
+            sent = b"{not json" if kind == "garbage" else body
+            reply = http(srv, "/rum/v1/beacons", "POST", body=sent, headers=browser)
+            assert reply.status == (204 if kind == "good" else 400 if kind == "garbage" else 403)
+        wait_until(lambda: answers(srv, ecs="46.4.9.0/24", count=10) == {CDNS[1]}, 5,
+                   "the browser's /24 to be steered: its beacons counted")  # fmt: skip
+        paths = ("/metrics", "/status", "/rum/v1/status", "/", "/fleet",
+                 "/explain?name=content.example.com&client=127.0.0.1&ecs=46.4.9.0/24")  # fmt: skip
+        shown = [http(srv, path).text for path in paths]
+        assert "46.4.9.0/24" in shown[-1], "the trace shows the network that decided"
+    for text in [*shown, caplog.text]:
+        assert address not in text
+    assert caplog.records, "the server did log (start, reload): the check above can fail"
+
+
 @pytest.mark.parametrize("workers", [1, 2])
 def test_a_resolver_without_ecs_gets_its_users_choice(tmp_path, geo_db, workers):
     """Browsers in three German networks use the resolver 127.0.0.1 (it asks gslb for their
