@@ -25,7 +25,7 @@ from gslb.rum.decide import Decider, choose
 from gslb.rum.ingest import Ingest, Limits, Rejected
 from gslb.rum.network import AsnDB, NetInfo, net_info, prefix_key
 from gslb.rum.store import Store, Summary
-from tests.geodb import CLIENTS
+from tests.geodb import CLIENTS, CLIENTS6
 
 ip = ipaddress.ip_address
 A_, B_, C_ = "a.cdn.net.", "b.cdn.net.", "c.cdn.net."
@@ -266,6 +266,24 @@ def test_scope_is_never_longer_than_the_source_prefix(geo) -> None:
     snap = Decider().build(store, {RECORD: (replace(OPTIONS, levels=("country",)), 3)}, 100.0, 0)
     decision, scope = snap.lookup(RECORD, ip("46.4.0.0"), 12, geo.locate(ip("46.4.0.0")), None)
     assert decision.level == "country" and scope == 12
+
+
+def test_an_ipv6_clients_own_48_decides_with_its_scope(geo) -> None:
+    """IPv6 client networks are /48s (README: "the client's /24 (/48 for IPv6)"): one /48
+    steers itself with scope 48, another /48 of the same country does not follow it, and an
+    ECS prefix shorter than /48 cannot use the /48 level."""
+    store = Store()
+    store.configure({RECORD: OPTIONS})
+    mine = ip(CLIENTS6["DE"])  # 2a01:4f8::10
+    feed(store, net_of(geo, CLIENTS6["DE"]), {A_: 80, B_: 20, C_: 85}, 6, 100.0)
+    snap = Decider().build(store, {RECORD: (replace(OPTIONS, levels=("prefix",)), 3)}, 100.0, 0)
+    decision, scope = snap.lookup(RECORD, ip("2a01:4f8:0:ffff::1"), 56, geo.locate(mine), None)
+    assert decision.level == "prefix" and decision.key == "2a01:4f8::/48"
+    assert set(decision.dropped) == {A_, C_} and scope == 48
+    neighbour = ip("2a01:4f8:1::1")  # the next /48
+    assert snap.lookup(RECORD, neighbour, 56, geo.locate(neighbour), None) == (None, 0)
+    assert snap.lookup(RECORD, mine, 40, geo.locate(mine), None) == (None, 0)
+    assert prefix_key(mine) != prefix_key(ip("0.0.0.0")), "the families are kept apart"
 
 
 def test_memory_is_bounded_whatever_the_number_of_networks() -> None:
