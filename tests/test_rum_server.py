@@ -203,6 +203,36 @@ def test_the_public_listener_serves_beacon_paths_only(tmp_path, geo_db):
             assert status(private) == 404, private
 
 
+def test_only_the_configured_page_origins_get_a_recipe_or_send_beacons(tmp_path, geo_db):
+    """`origins` (README: pages allowed to send beacons): a page of another site gets no
+    recipe (403, counted as `origin`) and its beacon is refused; the allowed page gets both,
+    with CORS naming it; the preflight of either path answers 204 for POST."""
+    page, other = "https://www.example.com", "https://evil.example"
+    write_zone(tmp_path, "example.com", ZONE + f"      origins: [{page}]\n")
+    with ServerThread(tmp_path, geo_db, rum=RumSettings(refresh=0.05)) as srv:
+        path = "/rum/v1/recipe?name=content.example.com&type=CNAME"
+        refused = http(srv, path, headers={"Origin": other})
+        assert refused.status == 403 and refused.json()["error"] == "origin not allowed"
+        allowed = http(srv, path, headers={"Origin": page})
+        assert allowed.status == 200, allowed.text
+        assert allowed.headers["Access-Control-Allow-Origin"] == page
+        job = allowed.json()
+        body = {"v": 1, "r": job["r"], "y": job["y"], "tok": job["tok"],
+                "m": [{"t": CDNS[0], "k": "warm", "ok": 1, "ms": 20}]}  # fmt: skip
+        plain = {"Content-Type": "text/plain;charset=UTF-8"}
+        forged = http(srv, "/rum/v1/beacons", "POST", body=body, headers=plain | {"Origin": other})
+        assert forged.status == 403 and forged.json()["error"] == "origin"
+        sent = http(srv, "/rum/v1/beacons", "POST", body=body, headers=plain | {"Origin": page})
+        assert sent.status == 204, sent.text
+        for endpoint in ("/rum/v1/beacons", "/rum/v1/recipe"):
+            preflight = http(srv, endpoint, "OPTIONS", headers={"Origin": page})
+            assert preflight.status == 204
+            assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+        samples = scrape(srv)
+    assert metric(samples, "gslb_rum_beacons_total", result="origin") == 2
+    assert metric(samples, "gslb_rum_beacons_total", result="accepted") == 1
+
+
 def test_a_browsers_address_is_never_logged_or_shown(tmp_path, geo_db, caplog):
     """Privacy as the README states it: the beacon's address becomes its /24 and is dropped.
     Accepted and refused beacons from one browser (through a trusted proxy) leave its address
