@@ -658,3 +658,12 @@ def test_a_clock_behind_the_signing_files_is_reported_at_start(tmp_path, geo_db,
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any("clock is behind" in w for w in warnings), warnings
     assert clock_problem(time.time(), time.time()) is None, "a right clock is not reported"
+
+
+def test_a_clock_before_2026_is_reported():
+    """README: "At start a clock before 2026 is reported" (a board without a real-time clock
+    booting in 1970 would sign with a window no resolver accepts)."""
+    problem = clock_problem(0.0)
+    assert problem is not None and "1970-01-01" in problem and "will not validate" in problem
+    assert clock_problem(time.mktime((2025, 12, 31, 12, 0, 0, 0, 0, 0))) is not None
+    assert clock_problem(time.mktime((2026, 1, 2, 12, 0, 0, 0, 0, 0))) is None
