@@ -14,6 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from gslb.commit.view import Steering, record_key
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import CNAME
 from gslb.geo import GeoDB
@@ -365,6 +366,33 @@ def test_the_engine_answers_the_networks_fast_cdn_and_passes_others_through(geo)
     trace = engine.explain(record, ip("192.0.2.1"), jp, view)
     rum_step = next(s for s in trace["steps"] if s["step"] == "rum")
     assert "no usable measurements" in rum_step["notes"]["rum"]
+
+
+def test_the_commit_step_reweights_only_what_rum_kept(geo) -> None:
+    """Commit pacing never overrides user experience (README, Commits): with the controller's
+    weights all but zero on the CDN a network measured fastest, that network still gets only
+    it; a network without measurements gets the controller's split."""
+    data = record_data({"min_samples": 5, "hold": 0, "levels": ["prefix"], "min_networks": 1})
+    data["gslb"]["commit"] = {"mode": "delivered"}
+    record, errors = parse(data)
+    chain = record.options.chain
+    assert errors == [] and chain.index("rum") < chain.index("commit")
+    store = Store()
+    store.configure({RECORD: record.rum})
+    feed(store, net_of(geo, CLIENTS["DE"]), {A_: 90, B_: 15, C_: 95}, 6, 10.0)
+    snap = Decider().build(store, {RECORD: (record.rum, 3)}, 10.0, 0)
+    steering = Steering(((A_, 5000), (B_, 1), (C_, 5000)), "delivered", "feed", 1)
+    view = HealthView(1, rum=snap, steering={record_key(record.fqdn, record.rtype): steering})
+    engine = Engine(geo, random.Random(7))
+    de = (ip(CLIENTS["DE"]), 24)
+    mine = {engine.answer(record, ip("192.0.2.1"), de, view).values for _ in range(50)}
+    assert mine == {(B_,)}
+    jp = (ip(CLIENTS["JP"]), 24)
+    seen = [engine.answer(record, ip("192.0.2.1"), jp, view).values for _ in range(400)]
+    assert seen.count((B_,)) <= 2 and {(A_,), (C_,)} <= set(seen)
+    trace = engine.explain(record, ip("192.0.2.1"), de, view)
+    commit = next(s for s in trace["steps"] if s["step"] == "commit")
+    assert commit["notes"]["controller"]["weights"][A_] == 5000 and not commit["dropped"]
 
 
 # -- ingestion ---------------------------------------------------------------------------------
