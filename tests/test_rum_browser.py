@@ -110,6 +110,16 @@ def explained(server: ServerThread) -> dict:
     return next(s for s in trace["steps"] if s["step"] == "rum")
 
 
+async def decision_rounds(server: ServerThread, count: int) -> None:
+    """Until the RUM service has rebuilt its decisions ``count`` more times."""
+    target = server.app.rum.rounds + count
+    for _ in range(200):
+        if server.app.rum.rounds >= target:
+            return
+        await asyncio.sleep(0.01)
+    pytest.fail(f"no RUM decision round in 2 s (rounds {server.app.rum.rounds})")
+
+
 async def view_pages_until(page: Page, url: str, server: ServerThread, done, what: str) -> int:
     """Load the page (one beacon per view) until ``done(answers)``; returns the views."""
     for views in range(1, 40):
@@ -121,7 +131,7 @@ async def view_pages_until(page: Page, url: str, server: ServerThread, done, wha
             await asyncio.sleep(0.05)
         else:
             pytest.fail(f"no beacon accepted after a page view: {server.app.rum.status()}")
-        await asyncio.sleep(0.15)  # a decision round (--rum-refresh 0.05)
+        await decision_rounds(server, 2)  # one round that surely started after the beacon
         if done(await asyncio.to_thread(answers, server)):
             return views
     pytest.fail(f"{what}: not after 40 page views; beacons {server.app.rum.ingest.beacons}")
