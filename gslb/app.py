@@ -290,7 +290,8 @@ class App:
                           log_format=self.settings.log_format,
                           log_level=self.settings.log_level,
                           asn_db=str(self.settings.rum.asn_db or "") or None,
-                          rum_resolver_name=self.settings.rum.resolver_name)  # fmt: skip
+                          rum_resolver_name=self.settings.rum.resolver_name,
+                          workers=self.settings.workers)  # fmt: skip
         self.pool = WorkerPool(self.settings.workers)
         self.pool.on_rum_resolver = self.on_rum_resolver
         try:

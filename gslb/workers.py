@@ -46,6 +46,7 @@ class WorkerSpec:
     log_level: str = "info"
     asn_db: str | None = None  # --asn-db: the RUM ASN level (gslb.rum.network.AsnDB)
     rum_resolver_name: str | None = None  # --rum-resolver-name (gslb.rum.resolvers)
+    workers: int = 1  # processes sharing the ports (UDP queries are spread over them evenly)
 
 
 def pickle_config(config: Config) -> bytes:
@@ -218,7 +219,7 @@ class WorkerProcess:
 
     async def run(self) -> None:
         from gslb.dns.responder import Options, Responder
-        from gslb.dns.server import DnsServer
+        from gslb.dns.server import DnsServer, spread_evenly
         from gslb.dnssec.window import WindowClock
         from gslb.geo import GeoDB
         from gslb.metrics import install_query_log
@@ -243,6 +244,9 @@ class WorkerProcess:
             server = DnsServer(self.responder, self.spec.tcp, self.spec.rrl,
                                batched=self.spec.udp_batch)  # fmt: skip
             pairs = [DnsServer.bind_pair(host, port) for host, port in self.spec.endpoints]
+            if self.spec.workers > 1:
+                for udp, _tcp in pairs:
+                    spread_evenly(udp, self.spec.workers)
             if self.spec.user is not None:  # bound as root; not one query read as root
                 drop_privileges(self.spec.user)
             for (host, port), pair in zip(self.spec.endpoints, pairs, strict=True):

@@ -154,3 +154,23 @@ def test_sampled_query_log_comes_from_the_workers(tmp_path, geo_db):
     finally:
         process.terminate()
         process.wait(10)
+
+
+def test_one_client_socket_is_spread_over_every_worker(pool_server):
+    """SO_REUSEPORT alone hashes a client's address and port to one worker: all the queries
+    of one resolver socket (or of a load generator's few) would load one worker only."""
+    before = [sum(s["queries"].values())
+              for s in pool_server.call(pool_server.app.stats_snapshots())]  # fmt: skip
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(2)
+        sock.bind(("127.0.0.1", 0))
+        for _ in range(QUERIES):
+            reply = dns.query.udp(dns.message.make_query("content.example.com", "A"),
+                                  "127.0.0.1", port=pool_server.dns_port, sock=sock,
+                                  timeout=2)  # fmt: skip
+            assert answers(reply) == {"127.0.0.1"}
+    after = [sum(s["queries"].values())
+             for s in pool_server.call(pool_server.app.stats_snapshots())]  # fmt: skip
+    served = [a - b for a, b in zip(after, before, strict=True)]
+    assert sum(served) == QUERIES
+    assert min(served) >= QUERIES // 4, f"one socket's queries per worker: {served}"
