@@ -58,7 +58,7 @@ class StaticShape:
 
 
 @dataclass(slots=True, eq=False)
-class Outcome:
+class ReplyParts:
     """One answer of a dynamic shape, prepared: header after the ID, sections after the
     question, metric labels."""
 
@@ -87,9 +87,9 @@ class DynamicShape:
     limit: int  # reply size limit (UDP payload or TCP)
     transport: str
     qtype_label: str
-    outcomes: dict = field(default_factory=dict)  # (values, ttl) -> Outcome | TOO_BIG
+    outcomes: dict = field(default_factory=dict)  # (values, ttl) -> ReplyParts | TOO_BIG
 
-    def splice(self, outcome: Outcome, data: bytes, scope: int) -> bytes:
+    def splice(self, outcome: ReplyParts, data: bytes, scope: int) -> bytes:
         """The reply after its ID: the outcome's bytes around the query's own question (its
         letter case kept) and, with ECS, our scope and the query's address."""
         end = self.end
@@ -107,7 +107,7 @@ class DynamicShape:
         arcount = packed.ar + (1 if self.opt else 0)
         head = HEADER.pack(0, packed.flags | self.flags, 1, packed.an, packed.ns, arcount)[2:]
         labels = (packed.zone, self.qtype_label, rcode_labels[packed.rcode], self.transport)
-        return Outcome(head, packed.tail, labels)
+        return ReplyParts(head, packed.tail, labels)
 
 
 def plain_layout(query: Query, data: bytes, end: int) -> bool:
