@@ -15,7 +15,7 @@ from array import array
 from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
@@ -295,7 +295,7 @@ class Responder:
         elif front is not None:
             self.remember_dynamic(replays, (client, body), dynamic, key, query, data, front,
                                   labels, ecs)  # fmt: skip
-        if shape is None and name_end >= 12 and plain_layout(query, data, name_end):
+        if shape is None and name_end >= 12:
             self.learn(shape_bytes, query, data, name_end, dynamic or entry, key, reply, labels,
                        ecs, limit, transport)  # fmt: skip
         return reply
@@ -309,14 +309,15 @@ class Responder:
         """Keep the shape of a query just answered. Names that do not exist, and names a
         wildcard, a cut or a DNAME answers for, are left out: a random-name flood would only
         push useful shapes out."""
+        worth_it = entry.__class__ is Dynamic or (entry.rcode == NOERROR and entry.shaped)
+        if not worth_it or not plain_layout(query, data, end):
+            return
         if entry.__class__ is Dynamic:
             opt = self.opt_for(query, 0) if query.opt is not None else b""
             shape = dynamic_shape(query, data, end, entry, key, opt, limit, transport,
                                   labels[1])  # fmt: skip
-        elif entry.rcode == NOERROR and entry.shaped:
-            shape = static_shape(query, data, end, reply, labels, ecs)
         else:
-            return
+            shape = static_shape(query, data, end, reply, labels, ecs)
         if shape is not None:
             self.shapes[transport].put(shape_bytes, shape)
 
@@ -541,8 +542,8 @@ class Responder:
         signed = self.sign(key, zone, result)
         unsigned_negative = signed is result and not result.answer and not result.additional
         if unsigned_negative and len(qname) >= MIN_TEMPLATE_NAME:
-            packed = self.negative(qname, qtype, qclass, result, zone.fqdn)
-            return packed if qname in zone.nodes else replace(packed, shaped=False)
+            shaped = result.rcode == NOERROR and qname in zone.nodes  # NODATA at a real name
+            return self.negative(qname, qtype, qclass, result, zone.fqdn, shaped)
         return pack(qname, qtype, qclass, signed, zone.fqdn, shaped=qname in zone.nodes)
 
     def sign(self, key: tuple, zone: model.Zone, result: lookup.Result) -> lookup.Result:
@@ -552,16 +553,17 @@ class Responder:
         return self.signing.sign(key, zone, result)
 
     def negative(
-        self, qname: bytes, qtype: int, qclass: int, result: lookup.Result, zone: str
-    ) -> Packed:
+        self, qname: bytes, qtype: int, qclass: int, result: lookup.Result, zone: str,
+        shaped: bool,
+    ) -> Packed:  # fmt: skip
         """NXDOMAIN and NODATA replies do not mention the query name after the question, so
         one packed reply serves every name of the same length in the zone (random-name
         floods): packed once with a stand-in name that nothing can compress against."""
         authority = tuple((r.name, r.rtype, r.ttl, id(r.rdatas)) for r in result.authority)
-        key = (zone, result.rcode, result.aa, authority, qclass, len(qname))
+        key = (zone, result.rcode, result.aa, authority, qclass, len(qname), shaped)
         packed = self.negatives.get(key)
         if packed is None:
-            packed = pack(stand_in_name(len(qname)), qtype, qclass, result, zone)
+            packed = pack(stand_in_name(len(qname)), qtype, qclass, result, zone, shaped=shaped)
             if len(self.negatives) < CACHE_LIMIT:
                 self.negatives[key] = packed
         return packed
