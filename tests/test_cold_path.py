@@ -53,6 +53,7 @@ LIMIT = 300
 @pytest.fixture()
 def responder(tmp_path, geo_db, monkeypatch) -> Responder:
     monkeypatch.setattr(responder_module, "REPLAY_LIMIT", LIMIT)
+    monkeypatch.setattr(responder_module, "SIBLING_LIMIT", LIMIT)
     monkeypatch.setattr(responder_module, "CACHE_LIMIT", LIMIT)
     write_zone(tmp_path, "example.com", core_zone_text())
     write_zone(tmp_path, "example.net", GEO_ZONE)
@@ -126,9 +127,18 @@ def test_a_flood_of_new_names_and_subnets_stays_bounded_without_clearing(respond
         ask(responder, query(name))
     assert not responder.replays["udp"], "bytes seen once leave no cached reply behind"
     assert len(responder.sightings["udp"]) == responder_module.SIGHTINGS["udp"], "fixed size"
-    assert len(responder.shapes["udp"]) == 1, "one shape: names that do not exist are not kept"
+    assert len(responder.shapes["udp"]) == 1, "one shape for the GSLB name"
+    assert len(responder.sibling_shapes["udp"]) == 1, "one for every nxNNNNNN.example.com."
+    assert len(responder.cache) < 5, "the random names took the sibling shape, not the cache"
+    # Random names under random parents: a sibling shape and a cached name each, both bounded.
+    for n in range(4 * LIMIT):
+        name = f"nx.p{n}.example.com."
+        reply = ask(responder, query(name))
+        assert reply.rcode() == dns.rcode.NXDOMAIN
+    assert len(responder.sibling_shapes["udp"]) == LIMIT
     assert len(responder.cache) == LIMIT
     assert next(reversed(responder.cache))[0] == to_wire(name), "the newest entry is kept"
+    assert len(responder.shapes["udp"]) == 1, "the real names' shapes were not pushed out"
     # What was answered once and comes again is still answered the same way.
     again = ask(responder, query("geo.example.net.", ecs=CLIENTS["DE"]))
     assert [str(rr.target) for rr in again.answer[0]] == ["eu.cdn.test."]

@@ -15,6 +15,7 @@ import pytest
 
 from gslb.config.load import load_config
 from gslb.dns.responder import Responder
+from gslb.dns.shapes import shape_key, sibling_key
 from gslb.dnssec.tools import keygen
 from gslb.geo import GeoDB
 from gslb.policy.chain import Engine
@@ -78,6 +79,7 @@ NAMES = [
     ("example.com.", "TXT"), ("long.example.com.", "TXT"), ("many.example.com.", "A"),
     ("alias.example.com.", "A"), ("x.sub.example.com.", "A"), ("a.wild.example.com.", "TXT"),
     ("nothing.example.com.", "A"), ("elsewhere.test.", "A"), ("example.com.", "SOA"),
+    ("random", "A"), ("random", "AAAA"), ("random", "TXT"), ("random", "A"),
 ]  # fmt: skip
 V4 = [*CLIENTS.values(), "46.4.7.9", "8.8.8.8", "203.0.113.7"]
 COMPACT_OK = 0x4000  # RFC 9824 CO, the EDNS flag after DO
@@ -88,6 +90,7 @@ V6 = [*CLIENTS6.values(), "2001:db8:1::1"]
 def make_responder(request, tmp_path, geo_db):
     write_zone(tmp_path, "example.com", core_zone_text())
     write_zone(tmp_path, "example.net", STEERED_ZONE)
+    write_zone(tmp_path, "child.example.com", "'':\n  type: NS\n  value: ns1.example.com.\n")
     if request.param == "signed":  # DO answers carry RRSIGs and compact denials
         keygen(tmp_path, "example.com.", 13)
         keygen(tmp_path, "example.net.", 13)
@@ -110,6 +113,10 @@ def random_case(name: str, rng: random.Random) -> str:
 
 def random_query(rng: random.Random) -> bytes:
     name, qtype = rng.choice(NAMES)
+    if name == "random":  # names that do not exist, beside names that do (siblings)
+        label = rng.choice(["www", "alias", "many", "sub", "b.c", "wild", "ptr", "child",
+                            f"r{rng.randrange(10**rng.randrange(1, 7))}"])  # fmt: skip
+        name = f"{label}.{rng.choice(['example.com.', 'example.net.', 'c.example.com.'])}"
     layout = rng.choice(["none", "opt", "do", "co", "ecs4", "do-ecs4", "ecs6", "ecs0", "nsid"])
     options: list = []
     if layout in ("ecs4", "do-ecs4"):
@@ -145,27 +152,29 @@ def through_parser(responder: Responder, data: bytes, client: str, transport: st
 def test_shaped_replies_are_the_parsers_byte_for_byte(make_responder, transport) -> None:
     rng = random.Random(11)
     learnt, reference = make_responder(), make_responder()
-    shaped: dict[str, int] = {"StaticShape": 0, "DynamicShape": 0}
+    shaped: dict[str, int] = {"StaticShape": 0, "DynamicShape": 0, "siblings": 0}
     for _ in range(3000):
         data = random_query(rng)
         client = rng.choice(["192.0.2.1", *V4[:3], "2001:db8:9::1"])
         before = sum(learnt.stats.queries.values())
         known = learnt.shapes[transport].get(shape_key_of(data))
+        end = data.find(0, 12)
+        sibling = learnt.sibling_shapes[transport].get(sibling_key(data, end)) if end > 12 else None
         got = learnt.handle(data, client, transport)
         assert sum(learnt.stats.queries.values()) == before + 1, "counted once"
         expected = through_parser(reference, data, client, transport)
         assert got == expected, dns.message.from_wire(data).question
         if known is not None:
             shaped[type(known).__name__] += 1
-    assert min(shaped.values()) > 200, f"both kinds of shape were exercised: {shaped}"
+        elif sibling is not None:
+            shaped["siblings"] += 1
+    assert min(shaped.values()) > 50, f"every kind of shape was exercised: {shaped}"
     assert learnt.stats.queries == reference.stats.queries
     assert learnt.stats.ecs == reference.stats.ecs
     assert learnt.stats.answers == reference.stats.answers
 
 
 def shape_key_of(data: bytes) -> bytes:
-    from gslb.dns.shapes import shape_key
-
     return shape_key(data)[0]
 
 
@@ -203,3 +212,24 @@ def test_case_and_subnet_variants_of_one_query_share_one_shape(make_responder) -
         assert reply.question[0].name.to_text() == message.question[0].name.to_text()
         assert reply.answer
     assert len(responder.shapes["udp"]) == 1
+
+
+def test_the_sibling_of_a_missing_name_that_exists_is_answered_as_itself(make_responder):
+    """After ``r0000.example.com.`` (NXDOMAIN) taught the shape of its siblings of that length,
+    a name of the zone, or the apex of another zone we serve, of the same length and layout is
+    still answered as what it is."""
+    responder = make_responder()
+
+    def ask(name: str) -> dns.message.Message:
+        wire = dns.message.make_query(name, "A", use_edns=0).to_wire()
+        return dns.message.from_wire(responder.handle(wire, "192.0.2.1"))
+
+    assert ask("r0000.example.com.").rcode() == dns.rcode.NXDOMAIN
+    assert ask("r1111.example.com.").rcode() == dns.rcode.NXDOMAIN
+    assert len(responder.sibling_shapes["udp"]) == 1
+    child = ask("child.example.com.")  # a zone of its own: its apex has no A, so NODATA
+    assert child.rcode() == dns.rcode.NOERROR and not child.answer
+    assert child.authority[0].name.to_text() == "child.example.com."
+    assert ask("r22.example.com.").rcode() == dns.rcode.NXDOMAIN
+    www = ask("www.example.com.")
+    assert {rr.address for rr in www.answer[0]} == {"192.0.2.1", "192.0.2.2"}

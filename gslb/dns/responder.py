@@ -39,6 +39,7 @@ from gslb.dns.shapes import (
     StaticShape,
     dynamic_shape,
     plain_layout,
+    sibling_key,
     static_shape,
 )
 from gslb.dns.wire import (
@@ -49,6 +50,7 @@ from gslb.dns.wire import (
     MAX_UDP,
     NOERROR,
     NOTIMP,
+    NXDOMAIN,
     OPT_ECS,
     OPT_TYPE,
     QR,
@@ -76,6 +78,10 @@ MAX_CHASE = 8
 CACHE_LIMIT = 100_000
 REPLAY_LIMIT = 50_000
 SHAPE_LIMIT = 50_000
+# Shapes of names that do not exist (``sibling_key``), kept apart: a flood of random names
+# under random parents makes one per query, and must not push the real names' shapes out.
+SIBLING_LIMIT = 4096
+MAX_NAME_END = 12 + 255  # where a question name's root byte can be at the latest
 RESOLVER_LIMIT = 4096
 # Slots of the table of query bytes answered once (see ``handle``), per transport: two
 # 8-byte words each (fingerprint, when), 8 MiB for UDP; ten times the replay cache's reach,
@@ -109,6 +115,9 @@ class Packed:
     # Worth a query shape: an answer for a name of the zone. Names a wildcard, a cut or a
     # DNAME answers for are countless (random-subdomain floods): they take the parser.
     shaped: bool = True
+    # An unsigned NXDOMAIN shared by every name of its length in the zone: worth a shape per
+    # parent name and length (``gslb.dns.shapes.sibling_key``).
+    siblings: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,8 +195,9 @@ class Responder:
         return {"udp": Bounded(REPLAY_LIMIT), "tcp": Bounded(REPLAY_LIMIT)}
 
     @staticmethod
-    def new_shapes() -> dict[str, Bounded]:
-        return {"udp": Bounded(SHAPE_LIMIT), "tcp": Bounded(SHAPE_LIMIT)}
+    def new_shapes(limit: int | None = None) -> dict[str, Bounded]:
+        limit = SHAPE_LIMIT if limit is None else limit
+        return {"udp": Bounded(limit), "tcp": Bounded(limit)}
 
     def set_config(self, config: Config) -> None:
         """Swap in a new configuration; the caches belong to the old one. The engine starts
@@ -199,6 +209,7 @@ class Responder:
         self.negatives = {}
         self.replays = self.new_replays()
         self.shapes = self.new_shapes()
+        self.sibling_shapes = self.new_shapes(SIBLING_LIMIT)
         plan = getattr(self.engine, "plan", None)
         if plan is not None:
             plan(dynamic_records(config))
@@ -216,6 +227,7 @@ class Responder:
             self.negatives = {}
             self.replays = self.new_replays()
             self.shapes = self.new_shapes()
+            self.sibling_shapes = self.new_shapes(SIBLING_LIMIT)
 
     # -- the answer path ---------------------------------------------------------------
 
@@ -246,6 +258,8 @@ class Responder:
         name_end = data.find(0, 12)  # shape_key, inlined: this is the answer path
         shape_bytes = data[2:12] + data[12:name_end].lower() + data[name_end : name_end + ECS_AT]
         shape = self.shapes[transport].get(shape_bytes) if name_end > 0 else None
+        if shape is None and 12 < name_end <= MAX_NAME_END:  # a random name, maybe
+            shape = self.sibling_shapes[transport].get(sibling_key(data, name_end))
         if shape is not None and len(data) == shape.length:
             reply = self.shaped(shape, data, client, replays if seen else None)
             if reply is not None:
@@ -300,6 +314,22 @@ class Responder:
                        ecs, limit, transport)  # fmt: skip
         return reply
 
+    def learn_siblings(
+        self, query: Query, data: bytes, end: int, key: tuple, reply: bytes, labels: tuple,
+        ecs: tuple | None, transport: str,
+    ) -> None:  # fmt: skip
+        """An unsigned NXDOMAIN: a shape for the names beside this one (``sibling_key``).
+        Not while the RUM resolver map watches first sightings of names (its one-off names
+        must reach ``rum_watch``), and not for a name of one label under the root."""
+        if self.rum_watch is not None or not 12 < end <= MAX_NAME_END or data[12] + 13 >= end:
+            return
+        zone = self.config.zone_for(key[0])
+        if zone is None or not plain_layout(query, data, end):
+            return
+        shape = static_shape(query, data, end, reply, labels, ecs, absent=zone)
+        if shape is not None:
+            self.sibling_shapes[transport].put(sibling_key(data, end), shape)
+
     # -- query shapes (gslb.dns.shapes): the parser's path teaches, the next query skips it --
 
     def learn(
@@ -309,6 +339,9 @@ class Responder:
         """Keep the shape of a query just answered. Names that do not exist, and names a
         wildcard, a cut or a DNAME answers for, are left out: a random-name flood would only
         push useful shapes out."""
+        if entry.__class__ is not Dynamic and entry.siblings:
+            self.learn_siblings(query, data, end, key, reply, labels, ecs, transport)
+            return
         worth_it = entry.__class__ is Dynamic or (entry.rcode == NOERROR and entry.shaped)
         if not worth_it or not plain_layout(query, data, end):
             return
@@ -332,6 +365,11 @@ class Responder:
         if shape.last_mask and data[-1] & shape.last_mask:
             return None  # bits past the ECS prefix: FORMERR, from the parser
         if shape.__class__ is StaticShape:
+            absent = shape.absent
+            if absent is not None:  # a sibling of a name that does not exist: nor may this one
+                name = data[12 : end + 1].lower()
+                if name in absent.nodes or name in absent.existing or name in self.config.zones:
+                    return None  # a name of the zone, or the apex of another zone we serve
             self.stats.queries[shape.labels] += 1
             reply = data[:2] + shape.head + data[12 : end + 5] + shape.after
             if shape.ecs_labels is not None:
@@ -563,7 +601,9 @@ class Responder:
         key = (zone, result.rcode, result.aa, authority, qclass, len(qname), shaped)
         packed = self.negatives.get(key)
         if packed is None:
-            packed = pack(stand_in_name(len(qname)), qtype, qclass, result, zone, shaped=shaped)
+            siblings = result.rcode == NXDOMAIN
+            packed = pack(stand_in_name(len(qname)), qtype, qclass, result, zone, shaped=shaped,
+                          siblings=siblings)  # fmt: skip
             if len(self.negatives) < CACHE_LIMIT:
                 self.negatives[key] = packed
         return packed
@@ -763,6 +803,7 @@ def pack(
     *,
     rclass: int = CLASS_IN,
     shaped: bool = True,
+    siblings: bool = False,
 ) -> Packed:
     """Pack a result once with dnslib (name compression included) and keep the bytes."""
     record = DNSRecord(DNSHeader(id=0, qr=1, aa=int(result.aa), rd=0, rcode=result.rcode))
@@ -781,7 +822,7 @@ def pack(
     tail = raw[12 + len(qname) + 4 :]
     flags = (flags & ~0x0110) | QR | (AA if result.aa else 0)
     rcode = result.rcode if result.rcode < 16 else NOERROR
-    return Packed(flags, an, ns, ar, tail, zone, rcode, shaped)
+    return Packed(flags, an, ns, ar, tail, zone, rcode, shaped, siblings)
 
 
 __all__ = ["Responder", "Options", "NOERROR"]

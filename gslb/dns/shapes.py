@@ -42,6 +42,21 @@ def shape_key(data: bytes) -> tuple[bytes, int]:
     return data[2:12] + data[12:end].lower() + data[end : end + ECS_AT], end
 
 
+def sibling_key(data: bytes, end: int) -> bytes:
+    """The key of a name that does not exist, shared by every name of the same length made of
+    one more label under the same parent (random-name floods: ``<random>.example.com``).
+
+    An NXDOMAIN for ``x.P`` (a name that is no node and has none below it) means that no cut,
+    DNAME or wildcard covers ``P``'s children, so any other ``y.P`` that is not a name of the
+    zone gets the same reply (the same closest encloser, the same SOA); the responder checks
+    that last part with two set lookups. 0xFF marks the key (a regular key has a label length
+    there, at most 63); the name's length is in it because the packed negative reply is per
+    length. Callers ensure ``12 < end <= 267`` (a name is at most 255 bytes)."""
+    first = data[12]
+    return (data[2:12] + b"\xff" + SCOPES[end - 12] + data[13 + first : end].lower()
+            + data[end : end + ECS_AT])  # fmt: skip
+
+
 @dataclass(slots=True, eq=False)
 class StaticShape:
     """A query whose answer does not depend on the client: the reply but for ID, question
@@ -55,6 +70,9 @@ class StaticShape:
     last_mask: int  # bits of the last address byte that must be 0 (past the prefix)
     labels: tuple  # gslb_queries_total
     ecs_labels: tuple | None  # gslb_ecs_queries_total
+    # Set for the shape of a name that does not exist (``sibling_key``): the zone whose names
+    # (nodes and empty non-terminals) the query's name must not be one of.
+    absent: Any = None
 
 
 @dataclass(slots=True, eq=False)
@@ -140,15 +158,16 @@ def last_mask(query: Query) -> int:
 
 
 def static_shape(query: Query, data: bytes, end: int, reply: bytes, labels: tuple,
-                 ecs_labels: tuple | None) -> StaticShape | None:  # fmt: skip
-    """The shape of a static answer, from the reply just built for it."""
+                 ecs_labels: tuple | None, absent: Any = None) -> StaticShape | None:  # fmt: skip
+    """The shape of a static answer, from the reply just built for it (``absent``: see
+    ``StaticShape``)."""
     if reply[2] & (TC >> 8):
         return None
     ecs = query.opt is not None and query.opt.ecs is not None
     address = len(query.opt.ecs.address) if ecs else 0  # type: ignore[union-attr]
     after = reply[query.question_end : len(reply) - address]
     return StaticShape(len(data), end, reply[2:12], after, ecs, last_mask(query), labels,
-                       ecs_labels)  # fmt: skip
+                       ecs_labels, absent)  # fmt: skip
 
 
 def dynamic_shape(query: Query, data: bytes, end: int, entry: Any, key: tuple, opt: bytes,
