@@ -55,14 +55,15 @@ def slots(count: int, end: float | None = None) -> list[tuple[float, float]]:
     (now), all inside the calendar month of ``end``: cdn-b has no contract, so it is
     accounted per calendar month and an interval of the month before would be refused (as it
     should). Early in a month the intervals shrink to fit between its start and that
-    boundary (so the ledger counts them whole); only a month's first 5 minutes leave no room."""
+    boundary (so the ledger counts them whole); when a month began at that very boundary (its
+    first 5 minutes, or ``end`` there) they stay whole 5-minute slots of the month before."""
     end = end or time.time()
     last = math.floor(end / 300) * 300
     moment = dt.datetime.fromtimestamp(end, dt.UTC)
     month = dt.datetime(moment.year, moment.month, 1, tzinfo=dt.UTC).timestamp()
     width = 300.0
-    if last - width * count < month:
-        width = max(1.0, math.floor((last - month) / count))
+    if last - width * count < month <= last - count:  # shrink to fit when there is room
+        width = math.floor((last - month) / count)
     return [(last - width * (i + 1), last - width * i) for i in reversed(range(count))]
 
 
