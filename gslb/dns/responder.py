@@ -16,6 +16,7 @@ from bisect import bisect_right
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any, Protocol
 
@@ -302,13 +303,12 @@ class Responder:
         truncated = bool(reply[2] & 0x02)
         ecs = (opt.ecs.family, scope) if opt is not None and opt.ecs is not None else None
         self.count(labels, ecs, truncated, transport)
-        if not seen:
-            pass
-        elif dynamic is None:
+        if seen and dynamic is None:
             replays.put(body, Replay((reply[2:],), (None,), labels, ecs, (truncated,)))
-        elif front is not None:
-            self.remember_dynamic(replays, (client, body), dynamic, key, query, data, front,
-                                  labels, ecs)  # fmt: skip
+        elif seen and front is not None:
+            tail_of = partial(self.completed_tail, query, data, scope, limit)
+            self.remember_choices(replays, (client, body), dynamic, key, front, labels, ecs,
+                                  tail_of)  # fmt: skip
         if shape is None and name_end >= 12:
             self.learn(shape_bytes, query, data, name_end, dynamic or entry, key, reply, labels,
                        ecs, limit, transport)  # fmt: skip
@@ -339,18 +339,19 @@ class Responder:
         """Keep the shape of a query just answered. Names that do not exist, and names a
         wildcard, a cut or a DNAME answers for, are left out: a random-name flood would only
         push useful shapes out."""
-        if entry.__class__ is not Dynamic and entry.siblings:
-            self.learn_siblings(query, data, end, key, reply, labels, ecs, transport)
-            return
-        worth_it = entry.__class__ is Dynamic or (entry.rcode == NOERROR and entry.shaped)
-        if not worth_it or not plain_layout(query, data, end):
-            return
         if entry.__class__ is Dynamic:
+            if not plain_layout(query, data, end):
+                return
             opt = self.opt_for(query, 0) if query.opt is not None else b""
             shape = dynamic_shape(query, data, end, entry, key, opt, limit, transport,
                                   labels[1])  # fmt: skip
-        else:
+        elif entry.siblings:
+            self.learn_siblings(query, data, end, key, reply, labels, ecs, transport)
+            return
+        elif entry.rcode == NOERROR and entry.shaped and plain_layout(query, data, end):
             shape = static_shape(query, data, end, reply, labels, ecs)
+        else:
+            return
         if shape is not None:
             self.shapes[transport].put(shape_bytes, shape)
 
@@ -411,37 +412,10 @@ class Responder:
             stats.ecs[ecs] += 1
         reply = data[:2] + shape.splice(outcome, data, answer.scope)
         if remember is not None:
-            self.remember_shaped(remember, (client, data[2:]), shape, data, decided, ecs)
+            tail_of = partial(spliced_tail, shape, data, answer.scope)
+            self.remember_choices(remember, (client, data[2:]), entry, shape.key, decided,
+                                  outcome.labels, ecs, tail_of)  # fmt: skip
         return reply
-
-    def remember_shaped(
-        self, replays: Bounded, replay_key: tuple, shape: DynamicShape, data: bytes,
-        decided: tuple, ecs: tuple | None,
-    ) -> None:  # fmt: skip
-        """``remember_dynamic`` for a shaped query: one reply per choice, spliced."""
-        answer, prepared, sticky = decided
-        indices = self.replay_choices(prepared, sticky)
-        if indices is None:
-            return
-        tails, answers, labels = [], [], None
-        for index in indices:
-            choice = prepared.choices[index]
-            values = weighted.values_of(prepared, [index])
-            try:
-                packed = self.packed_outcome(shape.entry, shape.key, values, prepared.ttl)
-            except OverBudget:
-                return  # the signing ration is spent: not worth a replay now
-            outcome = shape.outcome(packed, RCODE_LABELS)
-            if outcome is TOO_BIG:
-                return
-            labels = outcome.labels
-            tails.append(shape.splice(outcome, data, answer.scope))
-            answers.append((shape.entry.record.fqdn, choice.label, choice.reason))
-        random_pick = len(indices) > 1
-        cumulative = prepared.cumulative if random_pick else ()
-        truncated = (False,) * len(tails)
-        replays.put(replay_key, Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
-                                       cumulative, prepared.total))  # fmt: skip
 
     def replay_choices(self, prepared: Any, sticky: int) -> Any:
         """The choices to keep a packed reply for: all of them when each query draws one at
@@ -472,31 +446,44 @@ class Responder:
         self.count(replay.queries, replay.ecs, replay.truncated[index], transport)
         return data[:2] + replay.tails[index]
 
-    def remember_dynamic(
-        self, replays: Bounded, replay_key: tuple, dynamic: Dynamic, key: tuple, query: Query,
-        data: bytes, decided: tuple, labels: tuple, ecs: tuple | None,
+    def remember_choices(
+        self, replays: Bounded, replay_key: tuple, dynamic: Dynamic, key: tuple,
+        decided: tuple, labels: tuple, ecs: tuple | None,
+        tail_of: Callable[[Packed], bytes | None],
     ) -> None:  # fmt: skip
         """One packed reply per choice of the prepared decision, when one pick of one choice
         is the whole answer (several answers per reply would need every combination).
-        ``decided`` is (answer, prepared decision, sticky key) from ``decide``."""
-        opt = query.opt
-        answer, prepared, sticky = decided
+        ``decided`` is (answer, prepared decision, sticky key) from ``decide``; ``tail_of``
+        completes a packed outcome into this query's reply after its ID (None: it cannot be
+        kept), by the parser's path or by the query's shape."""
+        _answer, prepared, sticky = decided
         indices = self.replay_choices(prepared, sticky)
         if indices is None:
             return
-        limit = TCP_LIMIT if labels[3] == "tcp" else udp_limit(opt)
-        random_pick = len(indices) > 1
         tails, answers = [], []
         for index in indices:
             choice = prepared.choices[index]
             values = weighted.values_of(prepared, [index])
-            packed = self.packed_outcome(dynamic, key, values, prepared.ttl)
-            tails.append(self.complete(query, data, packed, answer.scope, limit)[2:])
+            try:
+                packed = self.packed_outcome(dynamic, key, values, prepared.ttl)
+            except OverBudget:
+                return  # the signing ration is spent: not worth a replay now
+            tail = tail_of(packed)
+            if tail is None:
+                return
+            tails.append(tail)
             answers.append((dynamic.record.fqdn, choice.label, choice.reason))
         truncated = tuple(bool(tail[0] & 0x02) for tail in tails)
-        cumulative = prepared.cumulative if random_pick else ()
+        cumulative = prepared.cumulative if len(indices) > 1 else ()
         replays.put(replay_key, Replay(tuple(tails), tuple(answers), labels, ecs, truncated,
                                        cumulative, prepared.total))  # fmt: skip
+
+    def completed_tail(
+        self, query: Query, data: bytes, scope: int, limit: int, packed: Packed
+    ) -> bytes:
+        """``complete`` after the ID: ``remember_choices``'s ``tail_of`` on the parser's path
+        (a partial, not a closure: a closure would make ``handle``'s locals cells)."""
+        return self.complete(query, data, packed, scope, limit)[2:]
 
     def complete(self, query: Query, data: bytes, entry: Packed, scope: int, limit: int) -> bytes:
         """The reply bytes; counts nothing (the caller counts what it sends)."""
@@ -651,7 +638,7 @@ class Responder:
     def decide(self, entry: Dynamic, key: tuple, query: Query, client: str):
         """Ask the policy engine, then reuse the packed reply of an outcome seen before.
 
-        Returns (packed reply, ECS scope, what ``remember_dynamic`` needs or None). The
+        Returns (packed reply, ECS scope, what ``remember_choices`` needs or None). The
         compiled table answers a client from its integer address; the step-by-step path runs
         while a table is being built, for ranges the table leaves to the database, and for an
         ECS option with source /0 (the resolver's own address then decides).
@@ -728,6 +715,13 @@ class Responder:
         # A chain into another dynamic record stops there: the resolver asks for it.
         result = self.chase(entry.zone, qname, qtype, result) or unchased
         return pack(qname, qtype, qclass, self.sign(key, entry.zone, result), entry.zone.fqdn)
+
+
+def spliced_tail(shape: DynamicShape, data: bytes, scope: int, packed: Packed) -> bytes | None:
+    """A packed outcome spliced for a shaped query, after the ID (None: it needs truncation):
+    ``remember_choices``'s ``tail_of`` for query shapes."""
+    parts = shape.outcome(packed, RCODE_LABELS)
+    return None if parts is TOO_BIG else shape.splice(parts, data, scope)
 
 
 ZEROS = {4: bytes(4), 6: bytes(16)}

@@ -124,8 +124,8 @@ def pick(prepared: Prepared, rng: random.Random, sticky_key: int) -> list[int]:
         return [0] if choices else []
     if not prepared.weighted:
         return list(range(min(prepared.answers, len(choices))))
-    if prepared.answers == 1 and not prepared.sticky:
-        index = bisect_right(prepared.cumulative, rng.random() * prepared.total)
+    if prepared.draw:  # one answer by one random draw (Engine.pick inlines this case)
+        index = bisect_right(prepared.cumulative, rng.random() * prepared.draw)
         return [min(index, len(choices) - 1)]
     if prepared.sticky:
         picked = prepared.stuck.get(sticky_key)
