@@ -251,8 +251,6 @@ class Engine:
                 scope = family.rules.find(ip >> family.shift)[1]  # only the rule mattered
         if rum_scope > scope:
             scope = rum_scope
-        if not prepared.sticky:
-            return self.pick(prepared, scope, 0), prepared, 0
         return self._finish(prepared, scope, version, ip)
 
     def _place(self, version: int, ip: int) -> tuple[Any, int]:
