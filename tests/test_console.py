@@ -37,6 +37,9 @@ content:
     rules:
       - pool: cdns
   gslb:
+    # the shares follow the weights: no performance step, whose success-ratio floor drops a
+    # CDN for one slow probe on a loaded box while its cell still (rightly) says up
+    chain: [rules, health, weighted]
     # lenient enough for a loaded test box: one slow probe does not take a CDN down
     check: {type: http, address: 127.0.0.1, path: /health, interval: 0.5, timeout: 0.45,
             rise: 1, fall: 2}

@@ -33,6 +33,7 @@ content:
     rules:
       - pool: cdns
   gslb:
+    chain: [rules, health, weighted]  # failover, not the performance step's latency judgement
     answers: 3
     degraded_ttl: 5
     fail_open: true
