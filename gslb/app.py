@@ -63,6 +63,7 @@ class Settings:
     watch_interval: float = 0.0  # seconds between zone polls; 0 off (the CLI defaults to 1)
     split_extension: str = SPLIT_EXTENSION  # octoDNS split zone directories: <zone><ext>/
     query_log_sample: int = 0  # log one query in N; 0 disables (and costs nothing)
+    commit_demand_sample: int = 16  # gslb.dns.demand: one GSLB answer in N; 0 disables
     rrl: RrlConfig = field(default_factory=RrlConfig)  # UDP response rate limiting; off
     user: str | None = None  # drop to this user once every socket is bound
     udp_batch: bool = True  # recvmmsg/sendmmsg (gslb.dns.udpbatch); False: asyncio transport
@@ -97,6 +98,7 @@ class Settings:
             watch_interval=args.watch_interval,
             split_extension=args.split_extension,
             query_log_sample=args.query_log_sample,
+            commit_demand_sample=args.commit_demand_sample,
             rrl=RrlConfig(
                 rate=args.rrl_rate,
                 slip=args.rrl_slip,
@@ -184,7 +186,8 @@ class App:
         self.config = config
         self.engine = Engine(self.geo)
         self.start_rum(config)
-        options = Options(self.settings.identity, self.settings.version_string)
+        options = Options(self.settings.identity, self.settings.version_string,
+                          self.settings.commit_demand_sample)  # fmt: skip
         self.responder = Responder(config, self.engine, options, self.stats)
         if self.settings.rum.resolver_name is not None:
             self.responder.rum_watch = watcher(self.settings.rum.resolver_name,
@@ -287,6 +290,7 @@ class App:
                           rrl=self.settings.rrl, user=self.settings.user,
                           udp_batch=self.settings.udp_batch,
                           query_log_sample=self.settings.query_log_sample,
+                          commit_demand_sample=self.settings.commit_demand_sample,
                           log_format=self.settings.log_format,
                           log_level=self.settings.log_level,
                           asn_db=str(self.settings.rum.asn_db or "") or None,

@@ -98,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="log one query in N (default 0: off)",
     )
+    serve.add_argument(
+        "--commit-demand-sample",
+        type=int,
+        default=16,
+        metavar="N",
+        help="weigh one GSLB answer in N by its resolver's demand, for the commit estimate "
+        "of records with commits (default 16; 0: count answers alone)",
+    )
 
     rum_settings.add_arguments(serve)
 
@@ -132,6 +140,24 @@ def build_parser() -> argparse.ArgumentParser:
     period.add_argument("--no-outage", action="store_true", help="no CDN outage mid-period")
     period.add_argument("--mode", choices=("commit", "delivered"), default="commit",
                         help="delivered: weights mean delivered shares")  # fmt: skip
+    period.add_argument(
+        "--gbps",
+        type=float,
+        default=10.0,
+        help="mean traffic over the period (default 10; low rates leave the "
+        "small resolvers' caches cold between users)",
+    )
+    period.add_argument(
+        "--isp",
+        choices=("eu", "asia", "sa"),
+        metavar="REGION",
+        help="every user of REGION (eu, asia, sa) behind three big resolvers",
+    )
+    period.add_argument(
+        "--no-demand",
+        action="store_true",
+        help="with --estimate: count answers alone, not weighed by demand",
+    )
     rum_simulate.add_arguments(simulate)
     add_dnssec(sub)
     add_ctl(sub)
@@ -473,6 +499,7 @@ def cmd_simulate_commit(args: argparse.Namespace) -> int:
 
     scenario = Scenario(days=args.days, resolvers=args.resolvers, ttl=args.ttl, seed=args.seed,
                         estimate=args.estimate, max_step=args.max_step, mode=args.mode,
+                        isp=args.isp, demand=not args.no_demand, mean_gbps=args.gbps,
                         outage=None if args.no_outage else (args.days * 0.4, 36.0))  # fmt: skip
     report = run(scenario)
     print(json.dumps(report, indent=2) if args.json else render(report))

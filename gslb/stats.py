@@ -7,9 +7,11 @@ Prometheus families when scraped (and sums them across worker processes).
 
 from __future__ import annotations
 
+import time
 from bisect import bisect_left
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 # Query handling latency buckets, seconds (Prometheus histogram upper bounds).
 LATENCY_BUCKETS = (0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05)
@@ -41,6 +43,10 @@ class Stats:
     # latency histogram: bucket counts (last = +Inf), sum of seconds
     latency_buckets: list = field(default_factory=lambda: [0] * (len(LATENCY_BUCKETS) + 1))
     latency_sum: float = 0.0
+    # (record, target, reason) -> users the sampled answers stood for (gslb.dns.demand), for
+    # records with commits; the sampler's kept answers are weighed when a snapshot is taken
+    demand: defaultdict = field(default_factory=lambda: defaultdict(float))
+    demand_sampler: Any = None
 
     def observe_latency(self, seconds: float, count: int = 1) -> None:
         """``count`` queries that each took ``seconds`` (a batch shares its average)."""
@@ -49,6 +55,8 @@ class Stats:
 
     def snapshot(self) -> dict:
         """A picklable copy, for summing across worker processes."""
+        if self.demand_sampler is not None:
+            self.demand_sampler.flush(self.demand, time.time())
         return {
             "queries": dict(self.queries),
             "answers": dict(self.answers),
@@ -65,12 +73,13 @@ class Stats:
             "dnssec_budget_drops": dict(self.dnssec_budget_drops),
             "latency_buckets": list(self.latency_buckets),
             "latency_sum": self.latency_sum,
+            "demand": dict(self.demand),
         }
 
 
 LABELLED = ("queries", "answers", "ecs", "truncated", "malformed", "tcp_closed", "rrl_dropped",
              "rrl_slipped", "dnssec_signatures", "dnssec_cache_hits",
-             "dnssec_budget_drops")  # fmt: skip
+             "dnssec_budget_drops", "demand")  # fmt: skip
 
 
 def merge(snapshots: list[dict]) -> dict:
@@ -91,6 +100,7 @@ def merge(snapshots: list[dict]) -> dict:
         "dnssec_budget_drops": defaultdict(int),
         "latency_buckets": [0] * (len(LATENCY_BUCKETS) + 1),
         "latency_sum": 0.0,
+        "demand": defaultdict(float),
     }
     for snap in snapshots:
         for key in LABELLED:

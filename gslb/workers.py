@@ -42,6 +42,7 @@ class WorkerSpec:
     user: str | None = None  # drop to this user after binding (gslb.privileges)
     udp_batch: bool = True
     query_log_sample: int = 0  # log one query in N (gslb.metrics.install_query_log)
+    commit_demand_sample: int = 16  # --commit-demand-sample (gslb.dns.demand)
     log_format: str = "plain"  # a spawned worker starts with no logging set up
     log_level: str = "info"
     asn_db: str | None = None  # --asn-db: the RUM ASN level (gslb.rum.network.AsnDB)
@@ -236,7 +237,8 @@ class WorkerProcess:
                 from gslb.rum.network import AsnDB
 
                 engine.asn = AsnDB.open(self.spec.asn_db)
-            options = Options(self.spec.identity, self.spec.version_string)
+            options = Options(self.spec.identity, self.spec.version_string,
+                              self.spec.commit_demand_sample, self.spec.workers)  # fmt: skip
             self.responder = Responder(config, engine, options)
             engine.compiler.finish(COMPILE_AT_START)  # the rest in the background
             install_query_log(self.responder, self.spec.query_log_sample)

@@ -84,3 +84,19 @@ def test_without_a_feed_the_estimate_paces_and_says_so():
     for cdn in CDNS[:2]:
         assert abs(commit["cdns"][cdn]["vs_commit"]) <= 0.06, cdn
     assert commit["answers_outside_allowed_set"] == 0
+
+
+def test_demand_weights_correct_answers_that_hide_an_isps_users():
+    """One region's users all behind three big resolvers (which ask once per TTL however
+    many users they serve) and a quiet period (small resolvers' caches go cold between
+    users): answers counted alone under-count that region's CDNs, and pacing overshoots
+    them. Weighed by each resolver's demand (gslb.dns.demand), the estimate lands closer."""
+
+    def miss(demand: bool) -> float:
+        scenario = Scenario(days=8, estimate=True, outage=None, isp="asia",
+                            mean_gbps=0.05, demand=demand)  # fmt: skip
+        cdns = run(scenario, ("commit",))["policies"]["commit"]["cdns"]
+        return max(abs(cdns[cdn]["vs_commit"]) for cdn in CDNS[:2])
+
+    alone, weighed = miss(False), miss(True)
+    assert weighed < alone * 0.6, (weighed, alone)

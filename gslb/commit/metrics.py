@@ -20,7 +20,9 @@ GAUGES = (
     ("p95_bps", "p95_bps", "p95 contracts: billed 95th percentile so far, bits/s."),
     ("free_slots_left", "free_slots_left", "p95 contracts: free top-5 % samples left."),
     ("feed_age_seconds", "feed_age", "Seconds since the usage feed last reported the target."),
-)
+    ("users_per_answer", "users_per_answer",
+     "Estimate: users one answer stands for (resolver demand), over the record's average."),
+)  # fmt: skip
 
 
 class CommitCollector(Collector):

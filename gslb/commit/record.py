@@ -13,6 +13,7 @@ from typing import Any
 
 from gslb.commit.contract import FREE_FRACTION, SAMPLE_SECONDS, CommitSpec, Period
 from gslb.commit.controller import Loop, TargetInput, plan
+from gslb.commit.estimate import DemandWeights
 from gslb.commit.ledger import Ledger, slot_of
 from gslb.commit.profile import Profile, hour_of_week
 from gslb.commit.view import WEIGHT_SCALE, Steering
@@ -42,6 +43,7 @@ class RecordController:
         self.fqdn = record.fqdn
         self.ledger = Ledger(record.commit.bytes_per_answer, record.commit.feed_stale)
         self.profile = Profile()
+        self.demand = DemandWeights()  # users per answer per target, for the estimate
         self.loop = Loop(static_shares(record))
         self.ticks = 0
         self.last_tick: float | None = None
@@ -214,6 +216,7 @@ class RecordController:
                 "delivered_bytes": round(delivered),
                 "origin": origin,
                 "estimate": origin != "feed",
+                "users_per_answer": round(self.demand.relative(target), 3),
                 "projected_bytes": round(delivered + share * remaining),
                 "period": [begin, end],
                 "feed_age": self.ledger.feed_age(target, now),

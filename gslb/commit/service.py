@@ -65,6 +65,7 @@ class CommitService:
         self.feed: Counter[str] = Counter()  # feed item outcome -> count
         self.problems: Counter[str] = Counter()  # state file and tick problems -> count
         self.last_answers: dict[tuple[str, str, bool], int] = {}
+        self.last_users: dict[tuple[str, str], float] = {}
         self.task: asyncio.Task | None = None
         self.restored = False
         self.channel: Any = None  # gslb.fleet.shared.Channel once attached
@@ -157,22 +158,41 @@ class CommitService:
     # -- inputs --------------------------------------------------------------------------------
 
     def add_answers(self, stats: dict, now: float) -> None:
-        """Answers per (record, target) since the last read, as estimate units. A counter
-        that went down (a worker restarted) counts from zero again."""
+        """Answers per (record, target) since the last read, as estimate units: TTL-weighted,
+        then re-weighted by the users behind them (``gslb.commit.estimate``). A counter that
+        went down (a worker restarted) counts from zero again."""
         totals: Counter[tuple[str, str, bool]] = Counter()
         for (record, target, reason), count in stats.get("answers", {}).items():
             if reason not in ("origin", "fail-open", "exhausted"):
                 totals[(record, target, reason == "fallback")] += count
-        by_fqdn: dict[str, list[RecordController]] = {}
-        for controller in self.records.values():
-            by_fqdn.setdefault(controller.fqdn, []).append(controller)
+        users: Counter[tuple[str, str]] = Counter()
+        for (record, target, _reason), value in stats.get("demand", {}).items():
+            users[(record, target)] += value
+        read_answers: dict[str, dict[tuple[str, bool], float]] = {}
         for (record, target, degraded), count in totals.items():
-            before = self.last_answers.get((record, target, degraded), 0)
-            delta = count - before if count >= before else count
-            self.last_answers[(record, target, degraded)] = count
-            for controller in by_fqdn.get(record, []):
-                if delta > 0 and target in controller.static:
-                    controller.add_answers(now, {target: delta * ttl_weight(controller, degraded)})
+            delta = self.delta(self.last_answers, (record, target, degraded), count)
+            read_answers.setdefault(record, {})[(target, degraded)] = delta
+        read_users: dict[str, dict[str, float]] = {}
+        for (record, target), value in users.items():
+            read_users.setdefault(record, {})[target] = self.delta(
+                self.last_users, (record, target), value
+            )
+        for controller in self.records.values():
+            answers: Counter[str] = Counter()
+            for (target, degraded), delta in read_answers.get(controller.fqdn, {}).items():
+                if target in controller.static:
+                    answers[target] += delta * ttl_weight(controller, degraded)
+            users_read = read_users.get(controller.fqdn, {})
+            units = controller.demand.units(answers, users_read, now)
+            units = {t: v for t, v in units.items() if v > 0}
+            if units:
+                controller.add_answers(now, units)
+
+    @staticmethod
+    def delta(last: dict, key: tuple, total: float) -> float:
+        before = last.get(key, 0)
+        last[key] = total
+        return total - before if total >= before else total
 
     # -- the fleet -----------------------------------------------------------------------------
 

@@ -31,10 +31,12 @@ from gslb.commit.view import Steering
 from gslb.config.dynamic import parse_dynamic
 from gslb.config.model import CNAME
 from gslb.config.names import to_wire
+from gslb.dns.demand import DemandEstimator
 from gslb.health.view import HealthView
 from gslb.policy.chain import Engine
 
 DAY = 86400
+ISP_RESOLVERS = 3  # --isp: the region's users behind this few resolvers (no ECS)
 START = 1_764_547_200.0  # 2025-12-01 00:00 UTC: a Monday, a period boundary
 CDNS = ("cdn-a.example.net.", "cdn-b.example.net.", "cdn-c.example.net.")
 # region -> (subnet, CDNs its RUM set keeps, share of users, hours ahead of UTC)
@@ -64,6 +66,8 @@ class Scenario:
     mode: str = "commit"  # delivered: no pacing, the weights are delivered-traffic shares
     max_step: float = 0.05
     stale_share: float = 0.02  # resolvers that keep answers 15 minutes whatever the TTL
+    isp: str | None = None  # a region whose users all sit behind ISP_RESOLVERS big resolvers
+    demand: bool = True  # with estimate: weigh answers by their resolver's demand
 
 
 @dataclass(slots=True)
@@ -155,6 +159,8 @@ def population(scenario: Scenario, rng: random.Random) -> list[Resolver]:
     for region, (subnet, _, _, _) in REGIONS.items():
         net = ipaddress.ip_network(subnet)
         count = max(3, int(scenario.resolvers * REGIONS[region][2]))
+        if region == scenario.isp:
+            count = ISP_RESOLVERS
         sizes = [1 / (rank**1.1) for rank in range(1, count + 1)]
         rng.shuffle(sizes)
         total = sum(sizes)
@@ -182,6 +188,7 @@ class World:
         self.bytes_per_answer = self.total / self.expected_answers(slots)
         self.record = build_record(scenario, self.total, self.bytes_per_answer)
         self.engine = Engine(None, rng=random.Random(scenario.seed + 1))
+        self.demand = DemandEstimator()  # sees every query: the simulation samples nothing
         self.controller = RecordController(self.record)
         self.outcome = Outcome(policy, {cdn: 0.0 for cdn in CDNS})
         self.steering: dict = {}
@@ -252,13 +259,15 @@ class World:
         for slot in range(self.slots):
             moment = START + slot * SAMPLE_SECONDS
             view = self.view(moment)
-            delivered, answers = self.slot(moment, view)
+            delivered, answers, users = self.slot(moment, view)
             if self.policy == "commit":
                 if pending is not None and not self.s.estimate:  # the feed: one slot late
                     for cdn, value in pending.items():
                         self.controller.add_feed(cdn, moment - SAMPLE_SECONDS, moment, value,
                                                  moment + 1)  # fmt: skip
                 if self.s.estimate:
+                    if self.s.demand:
+                        answers = self.controller.demand.units(answers, users, moment)
                     self.controller.add_answers(moment, answers)
                 pending = delivered
                 steering = self.controller.tick(moment + SAMPLE_SECONDS - 1)
@@ -270,10 +279,13 @@ class World:
                 self.steering = {(self.record.fqdn, CNAME): steering}
         return self.finish()
 
-    def slot(self, moment: float, view: HealthView) -> tuple[dict[str, float], dict[str, float]]:
-        """One 5-minute slot: every resolver asks when its cache expired, its users fetch."""
+    def slot(self, moment: float, view: HealthView) -> tuple[dict, dict, dict]:
+        """One 5-minute slot: every resolver asks when its cache expired, its users fetch.
+        Returns bytes delivered, answers and the users those answers stood for (by the
+        demand model of ``gslb.dns.demand``), per CDN."""
         delivered = dict.fromkeys(CDNS, 0.0)
         answers = dict.fromkeys(CDNS, 0.0)
+        users = dict.fromkeys(CDNS, 0.0)
         if self.decided is not view:  # a new view: the engine decides again
             self.decisions: dict[str, tuple[list[str], list[int]]] = {}
             self.decided = view
@@ -299,8 +311,13 @@ class World:
                 picks = self.picks(resolver, view, queries)
                 resolver.answer = picks[-1]
                 self.outcome.answers += queries
+                each = 1.0
+                if self.s.estimate and self.s.demand:
+                    cache = int(resolver.address)
+                    each = self.demand.weight(cache, self.s.ttl, moment, queries) / queries
                 for target in picks:
                     answers[target] = answers.get(target, 0.0) + 1
+                    users[target] = users.get(target, 0.0) + each
             for target in picks:
                 if target not in allowed:
                     self.outcome.outside += 1
@@ -308,7 +325,7 @@ class World:
                 self.latency_bytes += share * LATENCY[resolver.region].get(target, 500)
         for cdn, value in delivered.items():
             self.outcome.delivered[cdn] = self.outcome.delivered.get(cdn, 0.0) + value
-        return delivered, answers
+        return delivered, answers, users
 
     def picks(self, resolver: Resolver, view: HealthView, count: int) -> list[str]:
         """``count`` answers for ``resolver``: the engine's decision for its network (once per
@@ -366,6 +383,7 @@ def run(
         "outage": scenario.outage, "feed": "estimate" if scenario.estimate else "usage feed",
         "max_step": scenario.max_step, "expected_total_bytes": world.total,
         "mode": scenario.mode, "bytes_per_answer": world.bytes_per_answer,
+        "isp": scenario.isp, "demand": scenario.estimate and scenario.demand,
     }, "policies": {}}  # fmt: skip
     for policy, out in outcomes.items():
         cdns = {}
@@ -401,6 +419,11 @@ def render(report: dict[str, Any]) -> str:
         f"{s['mean_gbps']} Gbps mean, delivered volume from the {s['feed']}, "
         f"max step {s['max_step']}, mode {s['mode']}",
     ]
+    if s["isp"]:
+        lines.append(f"{s['isp']}: every user behind {ISP_RESOLVERS} resolvers")
+    if s["feed"] == "estimate":
+        how = "weighed by each resolver's demand" if s["demand"] else "counted alone"
+        lines.append(f"answers {how}")
     if s["outage"]:
         lines.append(f"cdn-b down from day {s['outage'][0]:g} for {s['outage'][1]:g} h")
     for policy, p in report["policies"].items():

@@ -31,6 +31,7 @@ from gslb.config.model import DynamicRecord, RRset
 from gslb.config.names import labels, to_wire
 from gslb.config.records import TYPE_NAMES
 from gslb.dns import lookup
+from gslb.dns.demand import DEFAULT_EVERY, DemandSampler, ttls_of
 from gslb.dns.shapes import (
     ECS_AT,
     OUTCOME_LIMIT,
@@ -157,6 +158,8 @@ class Replay:
 class Options:
     identity: bytes | None = None  # id.server / hostname.bind / NSID; None = refuse
     version: str | None = None  # version.bind; None = refuse
+    demand_sample: int = DEFAULT_EVERY  # --commit-demand-sample: one GSLB answer in N; 0 off
+    spread: int = 1  # processes sharing the queries (--workers)
 
 
 class Responder:
@@ -189,6 +192,9 @@ class Responder:
         self.sighted_at = {name: array("q", bytes(8 * size)) for name, size in SIGHTINGS.items()}
         self.sequence = 0  # queries seen: how far back a sighting was
         self.signing = Signing(self.stats)
+        # one GSLB answer in N kept for the commit estimate's demand weights (gslb.dns.demand);
+        # None while no record has a commit: the answer path then pays one None check
+        self.demand: DemandSampler | None = None
         self.set_config(config)
 
     @staticmethod
@@ -211,10 +217,23 @@ class Responder:
         self.replays = self.new_replays()
         self.shapes = self.new_shapes()
         self.sibling_shapes = self.new_shapes(SIBLING_LIMIT)
+        records = dynamic_records(config)
         plan = getattr(self.engine, "plan", None)
         if plan is not None:
-            plan(dynamic_records(config))
+            plan(records)
+        self.sample_demand(ttls_of(records))
         settle_heap()
+
+    def sample_demand(self, ttls: dict) -> None:
+        """Sample answers for the demand weights while some record has a commit."""
+        every = self.options.demand_sample
+        if not ttls or every <= 0:
+            self.demand = self.stats.demand_sampler = None
+        elif self.demand is None:
+            self.demand = DemandSampler(ttls, every, self.options.spread)
+            self.stats.demand_sampler = self.demand
+        else:
+            self.demand.configure(ttls)
 
     def set_health(self, view: HealthView) -> None:
         self.health = view
@@ -246,7 +265,7 @@ class Responder:
         if replay is None:
             replay = replays.get((client, body))
         if replay is not None:
-            return self.replay(replay, data, transport)
+            return self.replay(replay, data, transport, client)
         # A second sighting counts only within the replay cache's reach: bytes that come
         # back after more distinct queries than it holds would evict each other's replies
         # before any was used, so they are not worth building.
@@ -404,7 +423,13 @@ class Responder:
         if outcome is TOO_BIG:
             return None
         stats = self.stats
-        stats.answers[(entry.record.fqdn, answer.target, answer.reason)] += 1
+        counted = (entry.record.fqdn, answer.target, answer.reason)
+        stats.answers[counted] += 1
+        demand = self.demand
+        if demand is not None:  # DemandSampler.see, inlined: this is the answer path
+            demand.left -= 1
+            if not demand.left:
+                demand.take(client, data, counted, answer.scope)
         stats.queries[outcome.labels] += 1
         ecs = None
         if shape.ecs:
@@ -435,7 +460,7 @@ class Responder:
         if truncated:
             stats.truncated[transport] += 1
 
-    def replay(self, replay: Replay, data: bytes, transport: str) -> bytes:
+    def replay(self, replay: Replay, data: bytes, transport: str, client: str) -> bytes:
         index = 0
         if replay.cumulative:  # the same draw as gslb.policy.weighted.pick for one answer
             index = bisect_right(replay.cumulative, self.engine.rng.random() * replay.total)
@@ -443,6 +468,11 @@ class Responder:
         answer = replay.answers[index]
         if answer is not None:
             self.stats.answers[answer] += 1
+            demand = self.demand
+            if demand is not None:  # DemandSampler.see, inlined: this is the answer path
+                demand.left -= 1
+                if not demand.left:
+                    demand.take(client, data, answer, replay.ecs[1] if replay.ecs else 0)
         self.count(replay.queries, replay.ecs, replay.truncated[index], transport)
         return data[:2] + replay.tails[index]
 
@@ -658,7 +688,7 @@ class Responder:
                 decided = self.engine.decide(record, version, ip, source, self.health)
                 if decided is not None:
                     answer = decided[0]
-                    self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
+                    self.count_answer(record, answer, client, query)
                     packed = self.packed_outcome(entry, key, answer.values, answer.ttl)
                     return packed, answer.scope, decided
         ecs_opt = used_ecs(opt)
@@ -666,10 +696,16 @@ class Responder:
         answer = self.engine.answer_cached(record, key_of_client, self.health)
         if answer is None:
             answer = self.first_answer(record, client, ecs_opt, key_of_client)
-        self.stats.answers[(record.fqdn, answer.target, answer.reason)] += 1
+        self.count_answer(record, answer, client, query)
         front = self.engine.front(record, key_of_client, self.health)
         decided = None if front is None else (answer, front.prepared, front.sticky_key)
         return self.packed_outcome(entry, key, answer.values, answer.ttl), answer.scope, decided
+
+    def count_answer(self, record: DynamicRecord, answer: Any, client: str, query: Query) -> None:
+        counted = (record.fqdn, answer.target, answer.reason)
+        self.stats.answers[counted] += 1
+        if self.demand is not None:
+            self.demand.see(client, query, counted, answer.scope)
 
     def resolver(self, client: str) -> tuple[int, int]:
         """(family, integer address) of a resolver's address text; (0, 0) for an IPv4-mapped
