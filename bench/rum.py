@@ -1,6 +1,8 @@
 """What the ``rum`` step costs on the answer path, in process: ``Engine.answer`` for the same
 record with and without ``rum`` in its chain, cold (every query from a /24 never seen before
-by the decision cache) and repeated (the same 2,000 /24s over and over).
+by the decision cache) and repeated (the same 2,000 /24s over and over). And what ingestion
+costs: beacons per CPU-second through ``Ingest.beacon`` (token check, parse, GeoIP, store;
+HTTP excluded), and memory per client network (tracemalloc, spent tokens included).
 
 The RUM snapshot is filled as a busy deployment would have it: 20,000 client /24s with their
 own decisions, ASN-level and country-level decisions above them. Run: ``make bench-rum``.
@@ -15,6 +17,7 @@ import os
 import random
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
@@ -24,7 +27,9 @@ from gslb.config.model import CNAME  # noqa: E402
 from gslb.geo import GeoDB, default_db_path  # noqa: E402
 from gslb.health.view import HealthView  # noqa: E402
 from gslb.policy.chain import Engine  # noqa: E402
+from gslb.rum.config import RumOptions  # noqa: E402
 from gslb.rum.decide import Decider  # noqa: E402
+from gslb.rum.ingest import Ingest, Limits  # noqa: E402
 from gslb.rum.network import NetInfo, prefix_key  # noqa: E402
 from gslb.rum.store import Store  # noqa: E402
 
@@ -87,6 +92,52 @@ def run(engine: Engine, rec, view: HealthView, clients: list) -> float:
     return (time.process_time() - started) / len(clients) * 1e6
 
 
+def beacons(ingest: Ingest, networks: list[ipaddress.IPv4Address], wall: float) -> list:
+    """One page view per network: its recipe's token and the six measurements a browser
+    posts (three CDNs, cold and warm)."""
+    rng = random.Random(3)
+    out = []
+    for address in networks:
+        token = ingest.recipe((NAME, CNAME), address, wall)["tok"]
+        m = [{"t": cdn, "k": kind, "ok": 1, "ms": round(rng.uniform(10, 200), 1)}
+             for cdn in CDNS for kind in ("cold", "warm")]  # fmt: skip
+        body = json.dumps({"v": 1, "r": NAME, "y": CNAME, "tok": token, "m": m}).encode()
+        out.append((body, address))
+    return out
+
+
+def ingestion(geo: GeoDB, networks: list[ipaddress.IPv4Address]) -> dict:
+    """Beacons per CPU-second, and bytes per network that ingesting them leaves held (the
+    store's histograms and keys, the spent-token table, rate-limit buckets)."""
+    options = RumOptions(probes=tuple((cdn, f"https://{cdn}r.gif") for cdn in CDNS))
+    limits = Limits(global_rate=1e9, global_burst=1e9, max_networks=NETWORKS * 2)
+    wall = time.time()
+
+    def fresh() -> tuple[Ingest, list]:
+        store = Store(max_networks=NETWORKS)
+        store.configure({(NAME, CNAME): options})
+        ingest = Ingest(store, b"k" * 32, limits, geo)
+        ingest.configure({(NAME, CNAME): (options, frozenset(CDNS))})
+        return ingest, beacons(ingest, networks, wall)
+
+    ingest, posts = fresh()
+    tracemalloc.start()
+    before = tracemalloc.take_snapshot()
+    for body, address in posts:
+        ingest.beacon(body, address, None, 1.0, wall)
+    held = sum(s.size_diff for s in tracemalloc.take_snapshot().compare_to(before, "filename"))
+    tracemalloc.stop()
+    ingest, posts = fresh()
+    started = time.process_time()
+    for body, address in posts:
+        ingest.beacon(body, address, None, 1.0, wall)
+    seconds = time.process_time() - started
+    assert ingest.beacons["accepted"] == len(posts), ingest.beacons
+    return {"beacons": len(posts), "measurements_each": 2 * len(CDNS),
+            "beacons_per_cpu_second": round(len(posts) / seconds),
+            "bytes_per_network": round(held / len(networks))}  # fmt: skip
+
+
 def main() -> int:
     geo = GeoDB.open(default_db_path())
     measured = addresses(NETWORKS, 1)
@@ -108,6 +159,7 @@ def main() -> int:
         "snapshot_build_s": round(build_s, 3),
         "answers_per_query_set": QUERIES,
         "per_answer": results,
+        "ingestion": ingestion(geo, measured),
         "load_average": os.getloadavg(),
     }
     out = Path(__file__).resolve().parent / "results"
