@@ -154,6 +154,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="every user of REGION (eu, asia, sa) behind three big resolvers",
     )
     period.add_argument(
+        "--p95",
+        action="store_true",
+        help="cdn-a bills the 95th percentile of 5-minute rates (ceiling 2x)",
+    )
+    period.add_argument(
         "--no-demand",
         action="store_true",
         help="with --estimate: count answers alone, not weighed by demand",
@@ -500,6 +505,7 @@ def cmd_simulate_commit(args: argparse.Namespace) -> int:
     scenario = Scenario(days=args.days, resolvers=args.resolvers, ttl=args.ttl, seed=args.seed,
                         estimate=args.estimate, max_step=args.max_step, mode=args.mode,
                         isp=args.isp, demand=not args.no_demand, mean_gbps=args.gbps,
+                        p95=args.p95,
                         outage=None if args.no_outage else (args.days * 0.4, 36.0))  # fmt: skip
     report = run(scenario)
     print(json.dumps(report, indent=2) if args.json else render(report))

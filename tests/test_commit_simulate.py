@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from gslb.commit.simulate import CDNS, Scenario, run
+from gslb.commit.simulate import CDNS, Scenario, billed_p95, run
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -100,3 +100,21 @@ def test_demand_weights_correct_answers_that_hide_an_isps_users():
 
     alone, weighed = miss(False), miss(True)
     assert weighed < alone * 0.6, (weighed, alone)
+
+
+def test_p95_contracts_are_billed_at_the_95th_percentile_of_their_slots():
+    """``--p95``: cdn-a bills the rate of its 5-minute samples with the top 5 % free; the report
+    gives that billed rate against the commit, and the cost is computed from it."""
+    report = run(Scenario(days=3, resolvers=20, p95=True, outage=None), ("commit", "static"))
+    for policy in ("commit", "static"):
+        a = report["policies"][policy]["cdns"][CDNS[0]]
+        assert a["commit_bps"] > 0 and "commit_bytes" not in a
+        assert a["p95_bps"] <= a["peak_bps"]
+        assert a["vs_commit"] == pytest.approx(a["p95_bps"] / a["commit_bps"] - 1)
+        assert 0 <= a["slots_above_commit"] <= 1
+    assert report["scenario"]["p95"] is True
+
+
+def test_billed_p95_drops_the_top_five_percent():
+    assert billed_p95([float(v) for v in range(1, 101)]) == 95.0
+    assert billed_p95([]) == 0.0

@@ -68,6 +68,7 @@ class Scenario:
     stale_share: float = 0.02  # resolvers that keep answers 15 minutes whatever the TTL
     isp: str | None = None  # a region whose users all sit behind ISP_RESOLVERS big resolvers
     demand: bool = True  # with estimate: weigh answers by their resolver's demand
+    p95: bool = False  # cdn-a bills the 95th percentile of 5-minute rates, not volume
 
 
 @dataclass(slots=True)
@@ -81,6 +82,7 @@ class Outcome:
     latency_ms: float = 0.0  # bytes-weighted mean time to first byte
     infeasible: dict[str, Any] = field(default_factory=dict)
     origin: str = "feed"
+    rates: dict[str, list[float]] = field(default_factory=dict)  # bits/s per 5-minute slot
 
 
 def record_data(
@@ -89,6 +91,12 @@ def record_data(
     """The zone-file record the simulation steers (also what the README shows)."""
     start = "2025-12-01T00:00:00+00:00"
     a_commit, b_commit = (share * total_bytes for share in scenario.commits)
+    a_contract = {"volume": f"{a_commit:.0f}B", "price": 0.004, "overage": 0.006}
+    if scenario.p95:  # the same share of the mean rate, as a 95th percentile in bits/s
+        # prices per Mbps: 1 Mbps for 30 days is 324 GB, about 1.3 at the volume price
+        rate = scenario.commits[0] * scenario.mean_gbps * 1e9
+        a_contract = {"p95": f"{rate:.0f}bps", "ceiling": f"{2 * rate:.0f}bps",
+                      "price": 1.0, "overage": 1.5}  # fmt: skip
     pools = {
         name: {
             "values": [
@@ -112,8 +120,8 @@ def record_data(
             "commit": {"interval": SAMPLE_SECONDS, "max_step": scenario.max_step,
                        "mode": scenario.mode, "bytes_per_answer": bytes_per_answer},
             "targets": {
-                CDNS[0]: {"commit": {"volume": f"{a_commit:.0f}B", "period": f"{scenario.days}d",
-                                     "start": start, "price": 0.004, "overage": 0.006}},
+                CDNS[0]: {"commit": a_contract | {"period": f"{scenario.days}d",
+                                                  "start": start}},
                 CDNS[1]: {"commit": {"volume": f"{b_commit:.0f}B", "period": f"{scenario.days}d",
                                      "start": start, "price": 0.005, "overage": 0.008}},
                 CDNS[2]: {"cost": 0.0055},
@@ -325,6 +333,7 @@ class World:
                 self.latency_bytes += share * LATENCY[resolver.region].get(target, 500)
         for cdn, value in delivered.items():
             self.outcome.delivered[cdn] = self.outcome.delivered.get(cdn, 0.0) + value
+            self.outcome.rates.setdefault(cdn, []).append(value * 8 / SAMPLE_SECONDS)
         return delivered, answers, users
 
     def picks(self, resolver: Resolver, view: HealthView, count: int) -> list[str]:
@@ -357,7 +366,7 @@ class World:
         cost = 0.0
         for cdn, value in out.delivered.items():
             if cdn in contracts:
-                cost += contracts[cdn].cost(value)
+                cost += contracts[cdn].cost(value, billed_p95(out.rates.get(cdn, [])))
             else:
                 cost += 0.0055 * value / 1e9
         out.cost = cost
@@ -368,6 +377,15 @@ class World:
             out.infeasible = {t: s["infeasible"] for t, s in state.items() if "infeasible" in s}
             out.origin = self.controller.steering.origin if self.controller.steering else "none"
         return out
+
+
+def billed_p95(rates: list[float]) -> float:
+    """The 95th percentile as CDNs bill it: the top 5 % of the period's 5-minute samples
+    are free, the highest one left is the rate paid for."""
+    if not rates:
+        return 0.0
+    ordered = sorted(rates)
+    return ordered[max(0, math.ceil(len(ordered) * 0.95) - 1)]
 
 
 def run(
@@ -384,6 +402,7 @@ def run(
         "max_step": scenario.max_step, "expected_total_bytes": world.total,
         "mode": scenario.mode, "bytes_per_answer": world.bytes_per_answer,
         "isp": scenario.isp, "demand": scenario.estimate and scenario.demand,
+        "p95": scenario.p95,
     }, "policies": {}}  # fmt: skip
     for policy, out in outcomes.items():
         cdns = {}
@@ -391,10 +410,18 @@ def run(
             total = sum(out.delivered.values()) or 1.0
             value = out.delivered.get(cdn, 0.0)
             entry: dict[str, Any] = {"delivered_bytes": value, "delivered_share": value / total}
-            if cdn in contracts:
-                commit = contracts[cdn].amount
-                entry |= {"commit_bytes": commit,
-                          "vs_commit": out.delivered.get(cdn, 0.0) / commit - 1}  # fmt: skip
+            contract = contracts.get(cdn)
+            if contract is not None and contract.kind == "volume":
+                entry |= {"commit_bytes": contract.amount,
+                          "vs_commit": value / contract.amount - 1}  # fmt: skip
+            elif contract is not None:  # p95: the billed rate against the committed one
+                rates = out.rates.get(cdn, [])
+                p95 = billed_p95(rates)
+                above = sum(1 for r in rates if r > contract.amount * 1.0001)
+                entry |= {"commit_bps": contract.amount, "p95_bps": p95,
+                          "vs_commit": p95 / contract.amount - 1,
+                          "slots_above_commit": above / max(1, len(rates)),
+                          "peak_bps": max(rates, default=0.0)}  # fmt: skip
             cdns[cdn] = entry
         report["policies"][policy] = {
             "cdns": cdns,
@@ -436,6 +463,11 @@ def render(report: dict[str, Any]) -> str:
             text += f"  {c['delivered_share']:6.1%} of all"
             if "commit_bytes" in c and s["mode"] == "commit":
                 text += f"  commit {c['commit_bytes'] / 1e12:9.1f} TB  {c['vs_commit']:+.2%}"
+            if "commit_bps" in c and s["mode"] == "commit":
+                text += (f"  p95 {c['p95_bps'] / 1e9:.2f} Gbps vs commit "
+                         f"{c['commit_bps'] / 1e9:.2f} ({c['vs_commit']:+.2%}), "
+                         f"{c['slots_above_commit']:.1%} of slots above, "
+                         f"peak {c['peak_bps'] / 1e9:.2f}")  # fmt: skip
             lines.append(text)
         for cdn, why in (p["infeasible"] or {}).items():
             lines.append(f"  {cdn}: {why['reason']}, short {why['short_bytes'] / 1e12:.1f} TB")
