@@ -76,3 +76,23 @@ def test_in_a_free_slot_the_p95_cdn_takes_traffic_up_to_its_ceiling():
     # Flat profile: this hour is as busy as any, and the budget is untouched: spend a slot.
     assert ctl.state[A]["target_share"] == pytest.approx(0.8, abs=1e-6)
     assert ctl.state[A]["free_slots_left"] == int(8640 * 0.05) - 12
+
+
+def test_the_aim_leaves_headroom_for_how_far_delivery_misses_it():
+    """Delivery that lands 10 % above the aimed share in every slot would bill 10 % over the
+    commit if the controller aimed at the commit itself: after two hours of such slots it
+    aims at the commit / 1.1, and says so."""
+    ctl = controller(days=2)
+    slot = 0
+    while slot == 0 or ctl.state[A]["free_slots_left"] > 0:  # spend the free budget first
+        feed(ctl, slot, 8.0, 2.0)
+        slot += 1
+        ctl.tick(START + slot * SLOT)
+    assert ctl.state[A]["headroom"] == 1.0  # nothing learned yet: aim at the commit
+    for _ in range(30):
+        aimed = ctl.state[A]["target_share"]
+        feed(ctl, slot, 10 * aimed * 1.1, 10 * (1 - aimed * 1.1))
+        slot += 1
+        ctl.tick(START + slot * SLOT)
+    assert ctl.state[A]["headroom"] == pytest.approx(1 / 1.1, abs=0.005)
+    assert ctl.state[A]["target_share"] == pytest.approx(0.4 / 1.1, rel=0.02)

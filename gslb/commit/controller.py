@@ -53,6 +53,7 @@ class TargetInput:
     remaining: float | None = None  # expected total traffic (all targets) until its period end
     price: float | None = None  # marginal price per GB without contract (``cost``)
     free_slot: bool = False  # p95: this slot spends one of the free top-5 % samples
+    headroom: float = 1.0  # p95: aim at commit x headroom so slot-to-slot noise stays under it
 
 
 @dataclass(slots=True)
@@ -105,7 +106,7 @@ def _commit_share(info: TargetInput, rate_bps: float) -> tuple[float, float]:
         return min(need, cap), cap
     if rate_bps <= 0:
         return 0.0, 1.0
-    need = min(1.0, contract.amount / rate_bps)
+    need = min(1.0, contract.amount * info.headroom / rate_bps)
     ceiling = 1.0 if contract.ceiling is None else min(1.0, contract.ceiling / rate_bps)
     if info.free_slot:
         return ceiling, ceiling

@@ -8,6 +8,8 @@ swing: the weights come back exactly as they were.
 from __future__ import annotations
 
 import datetime as dt
+import math
+from bisect import bisect_right
 from collections import Counter, deque
 from typing import Any
 
@@ -20,6 +22,9 @@ from gslb.commit.view import WEIGHT_SCALE, Steering
 
 WINDOW_SLOTS = 3  # the inner loop measures delivered shares over the last 15 minutes
 HISTORY = 64  # answer-share snapshots kept to average over a measurement window
+AIMED_SLOTS = 288  # p95 headroom: a day of (aimed share, delivered share) pairs
+MIN_AIMED = 24  # ... and no headroom before two hours of them
+HEADROOM_FLOOR = 0.5  # never aim below half the commit for noise
 
 
 def static_shares(record: Any) -> dict[str, float]:
@@ -49,6 +54,8 @@ class RecordController:
         self.last_tick: float | None = None
         self.learned = -1  # last slot learned into the profile
         self.history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY)
+        # (tick time, delivered shares the plan aimed p95 targets at outside free slots)
+        self.aimed: deque[tuple[float, dict[str, float]]] = deque(maxlen=AIMED_SLOTS * 2)
         self.events: Counter[str] = Counter()  # reason -> count (rollovers, infeasible, ...)
         self.state: dict[str, dict[str, Any]] = {}
         self.steering: Steering | None = None
@@ -114,6 +121,9 @@ class RecordController:
         rate = total * 8 / (WINDOW_SLOTS * SAMPLE_SECONDS)
         inputs = {t: self.target_input(t, now) for t in self.static}
         result = plan(self.spec.mode, inputs, rate)
+        self.aimed.append((now, {t: result.shares[t] for t, i in inputs.items()
+                                 if i.contract is not None and i.contract.kind == "p95"
+                                 and not i.free_slot and t in result.shares}))  # fmt: skip
         weights = self.loop.step(result.shares)
         short = (
             self.loop.saturated_short(result.shares, delivered_shares) if delivered_shares else {}
@@ -174,7 +184,38 @@ class RecordController:
             free_slot=contract is not None
             and contract.kind == "p95"
             and self.free_slot(target, now),
+            headroom=self.headroom(target, now)
+            if contract is not None and contract.kind == "p95"
+            else 1.0,
         )
+
+    def headroom(self, target: str, now: float) -> float:
+        """How far below its p95 commit to aim a target: delivery misses the aimed share
+        from slot to slot (resolver caching, the draw, the loop's lag), and a p95 contract
+        bills the 95th percentile of those slots, so aiming *at* the commit puts half of them
+        over it. Over the last day's slots, the ratio of delivered to aimed share; the aim is
+        the commit divided by that ratio's 95th percentile (1.0 until there are enough)."""
+        if not self.aimed:
+            return 1.0
+        times = [t for t, _ in self.aimed]
+        ratios = []
+        last = slot_of(now) - 1
+        for slot in range(last - AIMED_SLOTS + 1, last + 1):
+            middle = (slot + 0.5) * SAMPLE_SECONDS
+            index = bisect_right(times, middle) - 1
+            if index < 0:
+                continue
+            aimed = self.aimed[index][1].get(target)
+            values = {t: self.ledger.slot_bytes(t, slot)[0] for t in self.static}
+            total = sum(values.values())
+            if not aimed or total <= 0:
+                continue
+            ratios.append(values[target] / total / aimed)
+        if len(ratios) < MIN_AIMED:
+            return 1.0
+        ratios.sort()
+        high = ratios[max(0, math.ceil(len(ratios) * (1 - FREE_FRACTION / 2)) - 1)]
+        return min(1.0, max(HEADROOM_FLOOR, 1.0 / high)) if high > 0 else 1.0
 
     def free_slot(self, target: str, now: float) -> bool:
         """Spend one of the period's free top-5 % samples now? Only while the budget lasts and
@@ -224,6 +265,8 @@ class RecordController:
             contract = info.contract
             if contract is not None:
                 entry |= self.contract_state(target, contract, delivered, entry, begin, end, now)
+                if contract.kind == "p95":
+                    entry["headroom"] = round(info.headroom, 3)
             missing = result.infeasible.get(target, 0.0) + short.get(target, 0.0) * remaining
             if missing > 0:
                 entry["infeasible"] = {"reason": "commit-infeasible", "short_bytes": round(missing)}
