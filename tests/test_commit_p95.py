@@ -96,3 +96,22 @@ def test_the_aim_leaves_headroom_for_how_far_delivery_misses_it():
         ctl.tick(START + slot * SLOT)
     assert ctl.state[A]["headroom"] == pytest.approx(1 / 1.1, abs=0.005)
     assert ctl.state[A]["target_share"] == pytest.approx(0.4 / 1.1, rel=0.02)
+
+
+def test_a_p95_cdn_short_of_its_share_is_not_called_infeasible():
+    """The rate is a cap billed at the 95th percentile, not a volume to fill: a p95 CDN that
+    the networks cannot give its share (here it never gets past 1 Gbps of 10) misses
+    nothing, so the controller does not report commit-infeasible for it."""
+    ctl = controller(days=2)
+    slot = 0
+    while slot == 0 or ctl.state[A]["free_slots_left"] > 0:
+        feed(ctl, slot, 8.0, 2.0)
+        slot += 1
+        ctl.tick(START + slot * SLOT)
+    for _ in range(40):
+        feed(ctl, slot, 1.0, 9.0)
+        slot += 1
+        ctl.tick(START + slot * SLOT)
+    assert ctl.loop.weights[A] > 0.9  # every answer it can get, and still short of 0.4
+    assert "infeasible" not in ctl.state[A]
+    assert ctl.events["commit-infeasible"] == 0

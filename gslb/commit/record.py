@@ -128,6 +128,9 @@ class RecordController:
         short = (
             self.loop.saturated_short(result.shares, delivered_shares) if delivered_shares else {}
         )
+        # a p95 CDN short of its share in a quiet hour misses nothing: the rate is a cap that
+        # is billed at the period's 95th percentile, not a volume to fill by the end
+        short = {t: v for t, v in short.items() if not self.bills_p95(t)}
         self.history.append((now, dict(weights)))
         self.ticks += 1
         self.last_tick = now
@@ -172,22 +175,22 @@ class RecordController:
         return {t: sum(w.get(t, 0.0) for w in inside) / len(inside) for t in self.static}
 
     def target_input(self, target: str, now: float) -> TargetInput:
-        contract = self.spec.contracts.get(target)
         begin, end = self.ledger.targets[target].period
         delivered, _ = self.ledger.delivered(target, now)
+        p95 = self.bills_p95(target)
         return TargetInput(
             static_share=self.static[target],
-            contract=contract,
+            contract=self.spec.contracts.get(target),
             delivered=delivered,
             remaining=self.profile.expected(now, end),
             price=self.prices.get(target),
-            free_slot=contract is not None
-            and contract.kind == "p95"
-            and self.free_slot(target, now),
-            headroom=self.headroom(target, now)
-            if contract is not None and contract.kind == "p95"
-            else 1.0,
+            free_slot=p95 and self.free_slot(target, now),
+            headroom=self.headroom(target, now) if p95 else 1.0,
         )
+
+    def bills_p95(self, target: str) -> bool:
+        contract = self.spec.contracts.get(target)
+        return contract is not None and contract.kind == "p95"
 
     def headroom(self, target: str, now: float) -> float:
         """How far below its p95 commit to aim a target: delivery misses the aimed share
