@@ -226,3 +226,49 @@ def test_a_feed_of_a_few_denormal_bytes_leaves_every_figure_finite(tmp_path, sec
     weights = svc.records[KEY].loop.weights
     assert all(math.isfinite(w) and w >= 0 for w in weights.values())
     json.dumps(svc.status(), allow_nan=False)
+
+
+def test_a_peers_estimate_is_checked_counted_and_replaced_not_added(tmp_path):
+    """Fleet peers share their own estimate per target (period, total, recent slots). A
+    malformed, negative or other-period one is refused and counted and changes nothing; a
+    peer's new estimate replaces its old one, so a re-sent key is never counted twice."""
+    svc, _, _ = service(tmp_path)
+    ledger = svc.records[KEY].ledger
+    svc.tick(START + 86400, [KEY], force=True)
+    period = list(ledger.targets[A].period)
+    slot = str(int((START + 86400) // 300))
+    good = {"period": period, "total": 1000.0, "slots": {slot: 10.0}}
+    bad = [
+        {"record": KEY[0], "type": KEY[1], "target": A},  # no estimate at all: malformed
+        {"record": KEY[0], "type": KEY[1], "target": A, "estimate": {"period": period}},
+        {
+            "record": KEY[0],
+            "type": KEY[1],
+            "target": A,
+            "estimate": good | {"total": -5.0},
+        },  # fmt: skip
+        {
+            "record": KEY[0],
+            "type": KEY[1],
+            "target": A,
+            "estimate": good | {"total": math.inf},
+        },  # fmt: skip
+        {
+            "record": KEY[0],
+            "type": KEY[1],
+            "target": A,
+            "estimate": good | {"period": [period[0] - 604800, period[0]]},
+        },  # fmt: skip
+        {"record": KEY[0], "type": KEY[1], "target": "nobody.example.net.", "estimate": good},
+    ]
+    for data in bad:
+        svc.on_peer("peer", "k", data)
+    assert ledger.targets[A].estimate_sum() == 0
+    assert sum(svc.peer_estimates.values()) == len(bad) - 1  # the first is a feed item
+    assert set(svc.peer_estimates) == {"malformed", "invalid", "previous-period",
+                                       "unknown-target"}  # fmt: skip
+    for _ in range(3):  # re-sent: replaced, not added
+        svc.on_peer("peer", "k", {"record": KEY[0], "type": KEY[1], "target": A,
+                                  "estimate": good})  # fmt: skip
+    assert ledger.targets[A].estimate_sum() == 1000.0
+    assert ledger.targets[A].estimate_at(int(slot)) == 10.0

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import dns.message
 import pytest
 
 from gslb.fleet.config import FleetSettings
@@ -20,10 +21,10 @@ TOKEN = f"tok-{uuid.uuid4().hex}"
 RECORD = "content.example.com./CNAME"
 
 
-def node(zones, geo_db, urls, name, tmp_path) -> ServerThread:
+def node(zones, geo_db, urls, name, tmp_path, **overrides) -> ServerThread:
     settings = FleetSettings(urls, name, "EU", refresh=0.5, replicas=1)
     return ServerThread(zones, geo_db, fleet=settings, state_dir=tmp_path / f"state-{name}",
-                        admin_token_file=tmp_path / "token")  # fmt: skip
+                        admin_token_file=tmp_path / "token", **overrides)  # fmt: skip
 
 
 def delivered(server: ServerThread, target: str) -> float:
@@ -54,5 +55,49 @@ def test_usage_posted_to_one_node_reaches_every_node(geo_db, tmp_path):
             with node(zones, geo_db, nats.urls, "c", tmp_path) as c:
                 wait_until(lambda: delivered(c, B) >= 6e9, timeout=20, what="c catching up")
                 assert delivered(c, B) == pytest.approx(6e9), "replayed once, never twice"
+    finally:
+        nats.stop()
+
+
+def estimated(server: ServerThread, target: str) -> float:
+    """The node's estimate of ``target``'s period-to-date bytes, ticked now."""
+    server.call(server.app.commit.tick_due(force=True))
+    state = http(server, "/commit").json()["records"][RECORD]["targets"].get(target, {})
+    assert state.get("origin", "estimate") in ("estimate", "none"), state
+    return state.get("delivered_bytes", 0.0)
+
+
+def ask(server: ServerThread, count: int) -> None:
+    for _ in range(count):
+        server.udp(dns.message.make_query("content.example.com", "CNAME"))
+
+
+def test_without_a_feed_every_node_counts_every_nodes_answers(geo_db, tmp_path):
+    """No usage feed: each node estimates from the answers it gave, and the commit is for
+    the whole fleet's traffic, so each node shares its own estimate and adds its peers'.
+    Both nodes then see the same delivered volume: what both answered, counted once."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.com.yaml").write_text(zone(time.time() - 15 * 86400))
+    (tmp_path / "token").write_text(TOKEN)
+    nats = NatsCluster(tmp_path / "nats", size=1).start()
+    try:
+        quiet = {"commit_demand_sample": 0}  # answers counted alone: exact figures
+        with (
+            node(zones, geo_db, nats.urls, "a", tmp_path, **quiet) as a,
+            node(zones, geo_db, nats.urls, "b", tmp_path, **quiet) as b,
+        ):
+            wait_until(lambda: all(http(s, "/fleet").json()["engine"]["connected"]
+                                   for s in (a, b)), timeout=20)  # fmt: skip
+            ask(a, 30)
+            ask(b, 10)
+            total = 40 * 1e6  # 40 answers x bytes_per_answer 1 MB, both targets
+            for server in (a, b):
+                wait_until(
+                    lambda s=server: estimated(s, A) + estimated(s, B) == pytest.approx(total),
+                    timeout=15, what="every answer counted on every node",
+                )  # fmt: skip
+            assert estimated(a, A) == pytest.approx(estimated(b, A))
+            assert http(b, "/commit").json()["fleet_estimates"].get("accepted", 0) > 0
     finally:
         nats.stop()

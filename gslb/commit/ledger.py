@@ -44,6 +44,17 @@ class TargetLedger:
     feed_seen: float | None = None  # when the feed last delivered anything for this target
     feed_total: float = 0.0  # sum of ``feed``
     estimate_total: float = 0.0  # sum of ``estimate``
+    # fleet peers' estimates of the same period: node -> (their period total, their recent
+    # slots); each node counts only the answers it gave, the commit is for all of them
+    peers: dict[str, tuple[float, dict[int, float]]] = field(default_factory=dict)
+
+    def estimate_at(self, slot: int) -> float:
+        """Estimate units of one slot, this node's and its fleet peers'."""
+        return self.estimate.get(slot, 0.0) + sum(p[1].get(slot, 0.0) for p in self.peers.values())
+
+    def estimate_sum(self) -> float:
+        """Estimate units of the period so far, this node's and its fleet peers'."""
+        return self.estimate_total + sum(p[0] for p in self.peers.values())
 
     def covered(self, slot: int) -> bool:
         return self.feed_end is not None and (slot + 1) * SAMPLE_SECONDS <= self.feed_end + 1e-6
@@ -163,13 +174,40 @@ class Ledger:
                 continue
             last = slot_of(ledger.feed_end) - 1
             for slot in range(last - CALIBRATION_SLOTS + 1, last + 1):
-                if slot in ledger.estimate and slot in ledger.feed:
+                estimated = ledger.estimate_at(slot)  # the feed counts every node's traffic
+                if estimated > 0 and slot in ledger.feed:
                     feed += ledger.feed[slot]
-                    units += ledger.estimate[slot]
+                    units += estimated
         if units > 0 and feed > 0:
             ratio = feed / units
             old = self.calibration
             self.calibration = ratio if old is None else old + 0.2 * (ratio - old)
+
+    def own_estimate(self, target: str, slots: int) -> dict[str, Any] | None:
+        """What this node shares with its fleet peers: its period, its own estimate total
+        and its last ``slots`` slots (None before it estimated anything)."""
+        ledger = self.targets.get(target)
+        if ledger is None or not ledger.estimate:
+            return None
+        newest = max(ledger.estimate)
+        recent = {str(s): v for s, v in ledger.estimate.items() if s > newest - slots}
+        return {"period": list(ledger.period), "total": ledger.estimate_total, "slots": recent}
+
+    def set_peer_estimate(self, target: str, node: str, data: dict[str, Any]) -> str:
+        """A fleet peer's estimate (``own_estimate``'s form) replaces what it said before."""
+        ledger = self.targets.get(target)
+        if ledger is None:
+            return "unknown-target"
+        period = (float(data["period"][0]), float(data["period"][1]))
+        total = float(data["total"])
+        slots = {int(k): float(v) for k, v in data["slots"].items()}
+        values = [total, *slots.values()]
+        if not all(math.isfinite(v) and v >= 0 for v in values):
+            return "invalid"
+        if period != ledger.period:
+            return "previous-period"
+        ledger.peers[node] = (total, slots)
+        return "accepted"
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -180,7 +218,7 @@ class Ledger:
             return 0.0, False
         if ledger.covered(slot):
             return ledger.feed.get(slot, 0.0), True
-        return ledger.estimate.get(slot, 0.0) * self.unit_bytes(), False
+        return ledger.estimate_at(slot) * self.unit_bytes(), False
 
     def delivered(self, target: str, now: float) -> tuple[float, str]:
         """Period-to-date bytes and their origin: ``feed``, ``estimate`` or ``mixed``: the
@@ -190,13 +228,13 @@ class Ledger:
             return 0.0, "none"
         unit = self.unit_bytes()
         if ledger.feed_end is None:
-            total = ledger.estimate_total * unit
+            total = ledger.estimate_sum() * unit
             return total, "estimate" if total > 0 else "none"
         first = max(slot_of(ledger.feed_end), slot_of(ledger.period[0]))
         last = slot_of(min(now, ledger.period[1]) - 1e-9)
         tail = [s for s in range(first, last + 1)]
         partial = sum(ledger.feed.get(s, 0.0) for s in tail)
-        estimated = sum(ledger.estimate.get(s, 0.0) for s in tail) * unit
+        estimated = sum(ledger.estimate_at(s) for s in tail) * unit
         total = ledger.feed_total - partial + estimated
         return total, "mixed" if estimated > 0 else "feed"
 

@@ -29,6 +29,7 @@ STATE_FILE = "commit.json"
 CHANNEL = "commit"  # fleet channel: each node's accepted usage intervals, replayed by peers
 SHARED_SECONDS = 6 * 3600  # intervals shared per (record, target): the last six hours
 SHARED_MAX = 500
+SHARED_SLOTS = 72  # estimate slots shared per (record, target): the last six hours
 STATE_VERSION = 1
 TICK_TIMEOUT = 10.0  # a tick that takes longer is abandoned (it never should)
 Key = tuple[str, int]
@@ -71,6 +72,7 @@ class CommitService:
         self.channel: Any = None  # gslb.fleet.shared.Channel once attached
         self.published: dict[Key, tuple] = {}  # what the answer path has: weights, origin
         self.peer_feed: Counter[str] = Counter()  # peers' intervals by outcome
+        self.peer_estimates: Counter[str] = Counter()  # peers' estimates by outcome
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -153,6 +155,8 @@ class CommitService:
         if ticked:
             self.publish_if_moved()
             self.save()
+            for key in ticked:
+                self.share_estimate(key)
         return ticked
 
     # -- inputs --------------------------------------------------------------------------------
@@ -213,10 +217,26 @@ class CommitService:
                 "intervals": recent[-SHARED_MAX:]}  # fmt: skip
         self.channel.publish(f"{key_text(key)}|{target}", data)
 
+    def share_estimate(self, key: Key) -> None:
+        """Share this node's own estimate of each target: a fleet's nodes each count only
+        the answers they gave, and the commit is for all of them."""
+        if self.channel is None:
+            return
+        controller = self.records[key]
+        for target in controller.static:
+            mine = controller.ledger.own_estimate(target, SHARED_SLOTS)
+            if mine is not None:
+                data = {"record": key[0], "type": key[1], "target": target, "estimate": mine}
+                self.channel.publish(f"{key_text(key)}|{target}|estimate", data)
+
     def on_peer(self, node: str, name: str, data: Any) -> None:
-        """A peer's accepted intervals: each is accepted here too, or a duplicate."""
+        """A peer's accepted intervals (each accepted here too, or a duplicate), or its own
+        estimate (replacing what it said before)."""
         if data is None:
             return  # withdrawn or expired: what it delivered stays delivered
+        if isinstance(data, dict) and "estimate" in data:
+            self.on_peer_estimate(node, data)
+            return
         try:
             key = (str(data["record"]), int(data["type"]))
             target = str(data["target"])
@@ -236,6 +256,20 @@ class CommitService:
             fresh += outcome == "accepted"
         if fresh:
             self.tick(now, [key], force=True)
+
+    def on_peer_estimate(self, node: str, data: dict[str, Any]) -> None:
+        try:
+            key = (str(data["record"]), int(data["type"]))
+            controller = self.records.get(key)
+            if controller is None:
+                outcome = "unknown-target"
+            else:
+                outcome = controller.ledger.set_peer_estimate(
+                    str(data["target"]), node, data["estimate"]
+                )
+        except (KeyError, TypeError, ValueError, AttributeError):
+            outcome = "malformed"
+        self.peer_estimates[outcome] += 1
 
     def ingest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Usage feed items (already shape-checked): each accepted or refused with a reason.
@@ -334,5 +368,6 @@ class CommitService:
             },
             "feed": {reason: self.feed.get(reason, 0) for reason in REASONS},
             "fleet_feed": dict(self.peer_feed),
+            "fleet_estimates": dict(self.peer_estimates),
             "problems": dict(self.problems),
         }
