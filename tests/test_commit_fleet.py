@@ -101,3 +101,40 @@ def test_without_a_feed_every_node_counts_every_nodes_answers(geo_db, tmp_path):
             assert http(b, "/commit").json()["fleet_estimates"].get("accepted", 0) > 0
     finally:
         nats.stop()
+
+
+def test_a_node_without_a_state_of_its_own_starts_from_the_fleets_weights(geo_db, tmp_path):
+    """A node that starts without --state-dir (or with an empty one) takes the weights,
+    biases and traffic profile a peer shares through the engine, instead of answering with
+    the static weights until its own loop catches up; a node with a state keeps its own."""
+    zones = tmp_path / "zones"
+    zones.mkdir()
+    (zones / "example.com.yaml").write_text(zone(time.time() - 15 * 86400))
+    (tmp_path / "token").write_text(TOKEN)
+    nats = NatsCluster(tmp_path / "nats", size=1).start()
+    key = ("content.example.com.", 5)
+    try:
+        with node(zones, geo_db, nats.urls, "a", tmp_path) as a:
+            wait_until(lambda: http(a, "/fleet").json()["engine"]["connected"], timeout=20)
+            items = [{"target": t, "start": s, "end": e, "bytes": 1e9}
+                     for s, e in slots(6) for t in (A, B)]  # fmt: skip
+            assert http(a, "/admin/usage", "POST", token=TOKEN,
+                        body={"usage": items}).json()["accepted"] == 12  # fmt: skip
+            moved = dict(a.app.commit.records[key].loop.weights)
+            assert moved[A] > 0.55, "the feed moved a's weights off the static 50/50"
+            with node(zones, geo_db, nats.urls, "c", tmp_path) as c:
+                wait_until(lambda: http(c, "/commit").json()["fleet_states"].get("adopted"),
+                           timeout=20, what="c adopting a's state")  # fmt: skip
+                assert c.app.commit.records[key].loop.weights == pytest.approx(moved)
+                assert (
+                    c.app.commit.records[key].profile.bins == a.app.commit.records[key].profile.bins
+                )
+            # a restarts with its state dir: its own state wins over c's
+            a.app.commit.records[key].restored = True
+            a.app.commit.on_peer_state({"record": key[0], "type": key[1],
+                                        "state": {"loop": {"weights": {A: 0.1, B: 0.9}},
+                                                  "profile": {"bins": [None] * 168}}})  # fmt: skip
+            assert a.app.commit.records[key].loop.weights == pytest.approx(moved)
+            assert a.app.commit.peer_states["kept-own"] == 1
+    finally:
+        nats.stop()

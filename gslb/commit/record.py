@@ -49,6 +49,7 @@ class RecordController:
         self.ledger = Ledger(record.commit.bytes_per_answer, record.commit.feed_stale)
         self.profile = Profile()
         self.demand = DemandWeights()  # users per answer per target, for the estimate
+        self.restored = False  # weights and profile came from the state dir or a fleet peer
         self.loop = Loop(static_shares(record))
         self.ticks = 0
         self.last_tick: float | None = None
@@ -327,4 +328,30 @@ class RecordController:
         for target in list(self.ledger.targets):
             if target not in self.static:
                 del self.ledger.targets[target]
+        self.restored = True
         self.snapshot("restored")
+
+    def fleet_state(self) -> dict[str, Any]:
+        """What a fleet peer without a state of its own starts from: the weights, the
+        loop's learned biases and the traffic profile (delivered volume travels separately:
+        usage intervals and estimates)."""
+        return {"loop": self.loop.to_json(), "profile": self.profile.to_json(),
+                "learned": self.learned, "ticks": self.ticks}  # fmt: skip
+
+    def adopt(self, data: dict[str, Any]) -> str:
+        """Start from a fleet peer's ``fleet_state``, unless this controller already has a
+        state of its own (restored, or adopted before). Returns what happened."""
+        if self.restored:
+            return "kept-own"
+        loop, profile = data["loop"], data["profile"]
+        numbers = [*loop["weights"].values(), *loop.get("bias", {}).values(),
+                   *(b for b in profile["bins"] if b is not None),
+                   *(v for pair in profile.get("recent", []) for v in pair)]  # fmt: skip
+        if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in numbers):
+            return "invalid"
+        self.loop.restore(loop)
+        self.profile.restore(profile)
+        self.learned = max(self.learned, int(data.get("learned", -1)))  # not learned twice
+        self.restored = True
+        self.snapshot("restored")
+        return "adopted"

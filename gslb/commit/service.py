@@ -73,6 +73,7 @@ class CommitService:
         self.published: dict[Key, tuple] = {}  # what the answer path has: weights, origin
         self.peer_feed: Counter[str] = Counter()  # peers' intervals by outcome
         self.peer_estimates: Counter[str] = Counter()  # peers' estimates by outcome
+        self.peer_states: Counter[str] = Counter()  # peers' controller states by outcome
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -156,7 +157,7 @@ class CommitService:
             self.publish_if_moved()
             self.save()
             for key in ticked:
-                self.share_estimate(key)
+                self.share_state(key)
         return ticked
 
     # -- inputs --------------------------------------------------------------------------------
@@ -217,12 +218,15 @@ class CommitService:
                 "intervals": recent[-SHARED_MAX:]}  # fmt: skip
         self.channel.publish(f"{key_text(key)}|{target}", data)
 
-    def share_estimate(self, key: Key) -> None:
-        """Share this node's own estimate of each target: a fleet's nodes each count only
-        the answers they gave, and the commit is for all of them."""
+    def share_state(self, key: Key) -> None:
+        """Share this node's own estimate of each target (a fleet's nodes each count only
+        the answers they gave, and the commit is for all of them) and its controller's state
+        (what a peer without a state of its own starts from)."""
         if self.channel is None:
             return
         controller = self.records[key]
+        state = {"record": key[0], "type": key[1], "state": controller.fleet_state()}
+        self.channel.publish(f"{key_text(key)}|state", state)
         for target in controller.static:
             mine = controller.ledger.own_estimate(target, SHARED_SLOTS)
             if mine is not None:
@@ -236,6 +240,9 @@ class CommitService:
             return  # withdrawn or expired: what it delivered stays delivered
         if isinstance(data, dict) and "estimate" in data:
             self.on_peer_estimate(node, data)
+            return
+        if isinstance(data, dict) and "state" in data:
+            self.on_peer_state(data)
             return
         try:
             key = (str(data["record"]), int(data["type"]))
@@ -270,6 +277,21 @@ class CommitService:
         except (KeyError, TypeError, ValueError, AttributeError):
             outcome = "malformed"
         self.peer_estimates[outcome] += 1
+
+    def on_peer_state(self, data: dict[str, Any]) -> None:
+        """A peer's controller state: adopted by a controller that has none of its own (a
+        node started without ``--state-dir`` or with an empty one), so it answers with the
+        fleet's weights instead of starting over from the static ones."""
+        try:
+            controller = self.records.get((str(data["record"]), int(data["type"])))
+            outcome = "unknown-record" if controller is None else controller.adopt(data["state"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            outcome = "malformed"
+        self.peer_states[outcome] += 1
+        if outcome == "adopted":
+            log.info("commit: %s starts from a fleet peer's weights and profile",
+                     key_text(controller.key))  # type: ignore[union-attr]  # fmt: skip
+            self.publish_if_moved()
 
     def ingest(self, items: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Usage feed items (already shape-checked): each accepted or refused with a reason.
@@ -369,5 +391,6 @@ class CommitService:
             "feed": {reason: self.feed.get(reason, 0) for reason in REASONS},
             "fleet_feed": dict(self.peer_feed),
             "fleet_estimates": dict(self.peer_estimates),
+            "fleet_states": dict(self.peer_states),
             "problems": dict(self.problems),
         }
