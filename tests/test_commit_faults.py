@@ -272,3 +272,28 @@ def test_a_peers_estimate_is_checked_counted_and_replaced_not_added(tmp_path):
                                   "estimate": good})  # fmt: skip
     assert ledger.targets[A].estimate_sum() == 1000.0
     assert ledger.targets[A].estimate_at(int(slot)) == 10.0
+
+
+def test_a_peers_controller_state_is_checked_before_it_is_adopted(tmp_path):
+    """A node without a state of its own adopts a peer's weights and profile, but only sane
+    ones: NaN, negative, malformed or another record's states are refused and counted."""
+    svc, _, _ = service(tmp_path)
+    ctl = svc.records[KEY]
+    before = dict(ctl.loop.weights)
+    good = {"loop": {"weights": {A: 0.7, B: 0.3}}, "profile": {"bins": [1e6] * 168}}
+    for state in (
+        {"loop": {"weights": {A: math.nan, B: 0.3}}, "profile": good["profile"]},
+        {"loop": {"weights": {A: -1.0, B: 2.0}}, "profile": good["profile"]},
+        {"loop": {"weights": [0.7, 0.3]}, "profile": good["profile"]},
+        {"profile": good["profile"]},
+    ):
+        svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": state})
+    svc.on_peer_state({"record": "other.example.com.", "type": 5, "state": good})
+    assert ctl.loop.weights == before and not ctl.restored
+    assert svc.peer_states == {"invalid": 2, "malformed": 2, "unknown-record": 1}
+    svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": good})
+    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3}) and ctl.restored
+    svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": good | {
+        "loop": {"weights": {A: 0.2, B: 0.8}}}})  # fmt: skip
+    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3})  # adopted once, then its own
+    assert svc.peer_states["kept-own"] == 1
