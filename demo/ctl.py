@@ -22,6 +22,10 @@ NAME = "content.demo.example."
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--dns-port", type=int, default=DNS_PORT, metavar="PORT")
+    parser.add_argument("--http-port", type=int, default=HTTP_PORT, metavar="PORT")
+    parser.add_argument("--edge-port", type=int, default=EDGES["origin"], metavar="PORT",
+                        help="as given to demo/run.py (the origin's; the CDNs the next three)")
     sub = parser.add_subparsers(dest="command", required=True)
     for command in ("down", "up"):
         p = sub.add_parser(command, help=f"switch stand-ins {command}")
@@ -89,7 +93,11 @@ def status() -> int:
 
 
 def main() -> int:
+    global DNS_PORT, HTTP_PORT
     args = parse_args()
+    DNS_PORT, HTTP_PORT = args.dns_port, args.http_port
+    for offset, name in enumerate(EDGES):
+        EDGES[name] = args.edge_port + offset
     if args.command in ("down", "up"):
         return switch(args.command, args.names)
     if args.command == "watch":

@@ -2,7 +2,9 @@
 
 Starts four small HTTP servers on 127.0.0.1 (cdn-a 9081, cdn-b 9082, cdn-c 9083, origin 9080)
 and ``gslb serve`` on 127.0.0.1:5300 (DNS) and 127.0.0.1:9053 (HTTP) with demo/zones, then
-prints what to try. Each fake CDN answers ``GET /health`` with 200, or 503 after
+prints what to try. ``--dns-port``, ``--http-port`` and ``--edge-port`` (the origin's; the
+CDNs take the next three) move it beside another gslb; demo/zones is then served from a
+copy with the stand-ins' ports. Each fake CDN answers ``GET /health`` with 200, or 503 after
 ``POST /down`` (``POST /up`` heals it), so the health checks see a CDN fail without anything
 being killed. Nothing leaves loopback; Ctrl-C stops everything.
 """
@@ -28,6 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 ZONES = ROOT / "demo" / "zones"
 EDGES = {"origin": 9080, "cdn-a": 9081, "cdn-b": 9082, "cdn-c": 9083}
 DNS, HTTP = ("127.0.0.1", 5300), ("127.0.0.1", 9053)
+EDGE_PORT = EDGES["origin"]  # the CDNs' stand-ins take the next three ports
 TOKEN = "demo"
 NAME = "content.demo.example"
 USERS = 20.0  # queries a second from stand-in users, so the status page has traffic to show
@@ -38,7 +41,36 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--geoip", help="GeoIP DB (default: the shipped one, else a tiny test DB)")
     parser.add_argument("--users", type=float, default=USERS, metavar="QPS",
                         help=f"stand-in users' queries per second (default {USERS:g}; 0: none)")
-    return parser.parse_args()
+    parser.add_argument("--dns-port", type=int, default=DNS[1], metavar="PORT")
+    parser.add_argument("--http-port", type=int, default=HTTP[1], metavar="PORT")
+    parser.add_argument("--edge-port", type=int, default=EDGE_PORT, metavar="PORT",
+                        help=f"the origin's stand-in (default {EDGE_PORT}); cdn-a, cdn-b and "
+                        "cdn-c take the next three")  # fmt: skip
+    args = parser.parse_args()
+    if (args.dns_port, args.http_port, args.edge_port) != (DNS[1], HTTP[1], EDGE_PORT):
+        move(args.dns_port, args.http_port, args.edge_port)
+    return args
+
+
+def move(dns_port: int, http_port: int, edge_port: int) -> None:
+    """Run the demo on other ports (the constants every part of this script reads)."""
+    global DNS, HTTP
+    DNS, HTTP = (DNS[0], dns_port), (HTTP[0], http_port)
+    for offset, name in enumerate(EDGES):
+        EDGES[name] = edge_port + offset
+
+
+def zones_dir(workdir: Path) -> Path:
+    """demo/zones, or a copy in ``workdir`` whose checks probe the moved stand-ins."""
+    if EDGES["origin"] == EDGE_PORT:
+        return ZONES
+    text = (ZONES / "demo.example.yaml").read_text()
+    for offset, port in enumerate(EDGES.values()):
+        text = text.replace(f"port: {EDGE_PORT + offset}", f"port: {port}")
+    copy = workdir / "zones"
+    copy.mkdir()
+    (copy / "demo.example.yaml").write_text(text)
+    return copy
 
 
 class FakeEdge:
@@ -93,9 +125,9 @@ def geoip_path(given: str | None, workdir: Path) -> Path:
     return write_world_db(workdir)
 
 
-def gslb_argv(geoip: Path, token_file: Path) -> list[str]:
+def gslb_argv(geoip: Path, token_file: Path, zones: Path) -> list[str]:
     argv = [
-        sys.executable, "-m", "gslb", "serve", "--zones", str(ZONES),
+        sys.executable, "-m", "gslb", "serve", "--zones", str(zones),
         "--dns", f"{DNS[0]}:{DNS[1]}", "--http", f"{HTTP[0]}:{HTTP[1]}",
         "--geoip", str(geoip), "--admin-token-file", str(token_file),
     ]  # fmt: skip
@@ -125,22 +157,26 @@ def wait_ready(process: subprocess.Popen, timeout: float = 60.0) -> None:
 
 def instructions() -> str:
     admin = f"curl -X POST -H 'Authorization: Bearer {TOKEN}' {HTTP[0]}:{HTTP[1]}/admin/targets"
+    ctl = "python demo/ctl.py"
+    if (DNS[1], HTTP[1], EDGES["origin"]) != (5300, 9053, EDGE_PORT):
+        ctl += f" --dns-port {DNS[1]} --http-port {HTTP[1]} --edge-port {EDGES['origin']}"
+    a, b, c = EDGES["cdn-a"], EDGES["cdn-b"], EDGES["cdn-c"]
     return f"""
 gslb answers for {NAME} on {DNS[0]} port {DNS[1]} (HTTP on port {HTTP[1]}). In another terminal:
 
   dig @{DNS[0]} -p {DNS[1]} {NAME} +short   # repeat: cdn-a 50 %, cdn-b 30 %, cdn-c 20 %
-  python demo/ctl.py watch       # the same twice a second, if dig is not installed
+  {ctl} watch       # the same twice a second, if dig is not installed
 
-  python demo/ctl.py down cdn-a            # cdn-a fails its checks: gone within ~2 s
-  python demo/ctl.py down cdn-b cdn-c      # every CDN down: origin.demo.example.
-  python demo/ctl.py up cdn-a cdn-b cdn-c  # all back within ~2 s
-  (or curl -X POST 127.0.0.1:9081/down and /up; cdn-b is port 9082, cdn-c 9083)
+  {ctl} down cdn-a            # cdn-a fails its checks: gone within ~2 s
+  {ctl} down cdn-b cdn-c      # every CDN down: origin.demo.example.
+  {ctl} up cdn-a cdn-b cdn-c  # all back within ~2 s
+  (or curl -X POST 127.0.0.1:{a}/down and /up; cdn-b is port {b}, cdn-c {c})
 
   open http://{HTTP[0]}:{HTTP[1]}/  # the status page: shares per CDN, health, transitions
 
-  python demo/ctl.py status      # every check's state (JSON: curl -s {HTTP[0]}:{HTTP[1]}/status)
-  {admin}/http://127.0.0.1:9082/health/drain
-  {admin}/http://127.0.0.1:9082/health/obey
+  {ctl} status      # every check's state (JSON: curl -s {HTTP[0]}:{HTTP[1]}/status)
+  {admin}/http://127.0.0.1:{b}/health/drain
+  {admin}/http://127.0.0.1:{b}/health/obey
                                  # an operator drains cdn-b, then hands it back to the probes
 
 Ctrl-C here stops everything.
@@ -157,7 +193,7 @@ async def serve(args: argparse.Namespace) -> None:
         try:
             for edge in edges:
                 await edge.start()
-            argv = gslb_argv(geoip_path(args.geoip, Path(tmp)), token)
+            argv = gslb_argv(geoip_path(args.geoip, Path(tmp)), token, zones_dir(Path(tmp)))
             process = subprocess.Popen(argv, cwd=ROOT, start_new_session=True)
             await asyncio.to_thread(wait_ready, process)
             if args.users > 0:
