@@ -17,6 +17,7 @@ import pytest
 
 from gslb.commit.estimate import DemandWeights
 from gslb.dns.demand import SATURATION, DemandEstimator, cache_key
+from tests.conftest import ZONE_HEAD
 from tests.server import ServerThread
 from tests.test_web import http, metric, scrape
 
@@ -125,13 +126,9 @@ QUIET = [f"127.0.0.{i}" for i in range(3, 13)]  # ten resolvers that ask once ea
 
 
 def zone(start: float) -> str:
-    return f"""\
-'':
-  - type: NS
-    values: [ns1.example.com.]
-ns1:
-  type: A
-  value: 192.0.2.53
+    return (
+        ZONE_HEAD
+        + f"""\
 content:
   type: CNAME
   ttl: 3600
@@ -150,6 +147,7 @@ content:
         commit: {{volume: 1PB, period: 30d, start: {start}, price: 0.004, overage: 0.006}}
       {B}: {{cost: 0.002}}
 """
+    )
 
 
 def ask(server: ServerThread, source: str, times: int) -> None:
