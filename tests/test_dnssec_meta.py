@@ -8,6 +8,7 @@ RRset is validated with dnspython against the served DNSKEY, in lower and mixed 
 
 from __future__ import annotations
 
+import dns.edns
 import dns.flags
 import dns.message
 import dns.name
@@ -201,11 +202,19 @@ def test_reply_caches_keep_co_apart(signed_zones):
 
 def test_nxname_is_formerr_with_or_without_do(signed_server):
     """RFC 9824 3.5: a server doing compact denial MUST answer an explicit NXNAME query with
-    FORMERR; in a signed zone that holds for queries without DO too."""
-    for dnssec in (True, False):
-        assert ask(signed_server, "www.example.com", NXNAME, dnssec=dnssec).rcode() == (
-            dns.rcode.FORMERR
-        )
+    FORMERR; in a signed zone that holds for queries without DO too. With an OPT, the reply
+    says why: Extended DNS Error 30, Invalid Query Type (RFC 8914); repeats (the replay
+    cache) and both transports say the same."""
+    for dnssec in (True, False, True, False):
+        for tcp in (False, True):
+            reply = ask(signed_server, "www.example.com", NXNAME, dnssec=dnssec, tcp=tcp)
+            assert reply.rcode() == dns.rcode.FORMERR
+            (ede,) = [o for o in reply.options if o.otype == dns.edns.OptionType.EDE]
+            assert ede.code == dns.edns.EDECode.INVALID_QUERY_TYPE
+            assert bool(reply.ednsflags & dns.flags.DO) == dnssec
+    plain = dns.message.make_query("www.example.com", NXNAME, use_edns=False)
+    reply = signed_server.udp(plain)
+    assert reply.rcode() == dns.rcode.FORMERR and reply.edns == -1  # no OPT asked, none sent
 
 
 def test_nsec_query_through_a_dname_answers_the_targets_nsec(tmp_path, geo_db):

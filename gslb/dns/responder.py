@@ -120,6 +120,9 @@ class Packed:
     # An unsigned NXDOMAIN shared by every name of its length in the zone: worth a shape per
     # parent name and length (``gslb.dns.shapes.sibling_key``).
     siblings: bool = False
+    # EDNS options our OPT carries besides ECS and NSID (an Extended DNS Error), when the
+    # query had an OPT; such replies are never shaped (``complete`` adds them)
+    options: bytes = b""
 
 
 @dataclass(frozen=True, slots=True)
@@ -522,6 +525,8 @@ class Responder:
         opt = b""
         if query.opt is not None:
             opt = self.opt_for(query, scope)
+            if entry.options:
+                opt = with_options(opt, entry.options)
         arcount = entry.ar + (1 if opt else 0)
         reply = HEADER.pack(query.id, flags, 1, entry.an, entry.ns, arcount)
         reply += question + entry.tail + opt
@@ -587,6 +592,9 @@ class Responder:
             return pack(qname, qtype, qclass, lookup.Result(rcode=REFUSED, aa=False), zone.fqdn)
         if qtype in (model.MAILA, model.MAILB):
             return pack(qname, qtype, qclass, lookup.Result(rcode=NOTIMP, aa=False), zone.fqdn)
+        if self.signing.refuses(key, zone):  # RFC 9824 3.5: NXNAME in a signed zone
+            return pack(qname, qtype, qclass, lookup.Result(rcode=FORMERR, aa=False), zone.fqdn,
+                        shaped=False, options=EDE_INVALID_QUERY_TYPE)  # fmt: skip
         nsec = self.signing.nsec_answer(key, zone)  # DNSSEC meta-type: gslb.dnssec.signer
         if nsec is not None:
             return pack(qname, qtype, qclass, nsec, zone.fqdn)
@@ -834,6 +842,7 @@ def pack(
     rclass: int = CLASS_IN,
     shaped: bool = True,
     siblings: bool = False,
+    options: bytes = b"",
 ) -> Packed:
     """Pack a result once with dnslib (name compression included) and keep the bytes."""
     record = DNSRecord(DNSHeader(id=0, qr=1, aa=int(result.aa), rd=0, rcode=result.rcode))
@@ -852,7 +861,17 @@ def pack(
     tail = raw[12 + len(qname) + 4 :]
     flags = (flags & ~0x0110) | QR | (AA if result.aa else 0)
     rcode = result.rcode if result.rcode < 16 else NOERROR
-    return Packed(flags, an, ns, ar, tail, zone, rcode, shaped, siblings)
+    return Packed(flags, an, ns, ar, tail, zone, rcode, shaped, siblings, options)
+
+
+def with_options(opt: bytes, options: bytes) -> bytes:
+    """Our OPT record with ``options`` appended to its RDATA (RDLENGTH follows)."""
+    rdlength = int.from_bytes(opt[9:11]) + len(options)
+    return opt[:9] + rdlength.to_bytes(2) + opt[11:] + options
+
+
+# RFC 8914 Extended DNS Error 30, Invalid Query Type (RFC 9824 3.5: with the NXNAME FORMERR)
+EDE_INVALID_QUERY_TYPE = (15).to_bytes(2) + (2).to_bytes(2) + (30).to_bytes(2)
 
 
 __all__ = ["Responder", "Options", "NOERROR"]

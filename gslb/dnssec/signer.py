@@ -30,7 +30,7 @@ from dnslib import RD
 from gslb.config import model
 from gslb.config.model import RRset, Zone
 from gslb.dns import lookup
-from gslb.dns.wire import FORMERR, NOERROR, NXDOMAIN
+from gslb.dns.wire import NOERROR, NXDOMAIN
 from gslb.dnssec.canonical import count_labels, rdata_wire, rrset_wire, successor, type_bitmap
 from gslb.dnssec.settings import CDNSKEY, CDS, DNSKEY, ZoneSigning
 from gslb.dnssec.window import MAX_SIGNED_TTL, Window, window_at
@@ -289,11 +289,14 @@ class Signing:
         query asked for DNSSEC and the zone is signed; otherwise ``result`` unchanged."""
         qname, qtype, _, mode = key
         signer = self.signers.get(zone.origin)
-        if signer is not None and qtype == NXNAME:  # RFC 9824 3.5: a MUST, DO or not
-            return lookup.Result(rcode=FORMERR, aa=False)
         if signer is None or not mode:
             return result
         return signer.sign(qname, qtype, result, zone, mode)
+
+    def refuses(self, key: tuple, zone: Zone) -> bool:
+        """RFC 9824 3.5: a query for the NXNAME pseudo-type in a zone signed with compact
+        denial gets FORMERR (DO or not; the responder adds EDE 30)."""
+        return key[1] == NXNAME and zone.origin in self.signers
 
     def nsec_answer(self, key: tuple, zone: Zone) -> lookup.Result | None:
         """The answer to a DO query for type NSEC in a signed zone, or None (the lookup's)."""
