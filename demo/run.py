@@ -15,6 +15,7 @@ import argparse
 import asyncio
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -65,8 +66,8 @@ def zones_dir(workdir: Path) -> Path:
     if EDGES["origin"] == EDGE_PORT:
         return ZONES
     text = (ZONES / "demo.example.yaml").read_text()
-    for offset, port in enumerate(EDGES.values()):
-        text = text.replace(f"port: {EDGE_PORT + offset}", f"port: {port}")
+    moved = {EDGE_PORT + offset: port for offset, port in enumerate(EDGES.values())}
+    text = re.sub(r"port: (\d+)", lambda m: f"port: {moved.get(int(m[1]), int(m[1]))}", text)
     copy = workdir / "zones"
     copy.mkdir()
     (copy / "demo.example.yaml").write_text(text)

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gslb.commit.ledger import Ledger
+from gslb.commit.record import ADOPT_WINDOW
 from gslb.commit.service import CommitService
 from gslb.config.load import load_config
 from tests.commit_zones import A, B, commit_zone
@@ -276,24 +277,80 @@ def test_a_peers_estimate_is_checked_counted_and_replaced_not_added(tmp_path):
 
 def test_a_peers_controller_state_is_checked_before_it_is_adopted(tmp_path):
     """A node without a state of its own adopts a peer's weights and profile, but only sane
-    ones: NaN, negative, malformed or another record's states are refused and counted."""
+    ones: NaN, negative weights, a learned slot in the future or not a number, malformed or
+    another record's states are refused and counted, and change nothing. Biases are logs of
+    ratios: negative ones are normal."""
     svc, _, _ = service(tmp_path)
     ctl = svc.records[KEY]
     before = dict(ctl.loop.weights)
-    good = {"loop": {"weights": {A: 0.7, B: 0.3}}, "profile": {"bins": [1e6] * 168}}
-    for state in (
-        {"loop": {"weights": {A: math.nan, B: 0.3}}, "profile": good["profile"]},
-        {"loop": {"weights": {A: -1.0, B: 2.0}}, "profile": good["profile"]},
-        {"loop": {"weights": [0.7, 0.3]}, "profile": good["profile"]},
+    good = {"loop": {"weights": {A: 0.7, B: 0.3}, "bias": {A: -0.29, B: 0.18}},
+            "profile": {"bins": [1e6] * 168}, "ticks": 500, "learned": 10,
+            "since": START}  # fmt: skip
+    bad = [
+        good | {"loop": {"weights": {A: math.nan, B: 0.3}}},
+        good | {"loop": {"weights": {A: -1.0, B: 2.0}}},
+        good | {"learned": 10**30},  # past now: would stop learning for good
+        good | {"learned": math.inf},
+        good | {"ticks": "many"},
+        good | {"since": START + 10 * 86400},  # began steering in the future
+        good | {"loop": {"weights": [0.7, 0.3]}},
         {"profile": good["profile"]},
-    ):
+    ]
+    for state in bad:
         svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": state})
     svc.on_peer_state({"record": "other.example.com.", "type": 5, "state": good})
-    assert ctl.loop.weights == before and not ctl.restored
-    assert svc.peer_states == {"invalid": 2, "malformed": 2, "unknown-record": 1}
+    assert ctl.loop.weights == before and ctl.since is None
+    assert svc.peer_states == {"invalid": 6, "malformed": 2, "unknown-record": 1}
     svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": good})
-    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3}) and ctl.restored
-    svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": good | {
-        "loop": {"weights": {A: 0.2, B: 0.8}}}})  # fmt: skip
-    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3})  # adopted once, then its own
+    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3})
+    assert ctl.loop.bias == pytest.approx({A: -0.29, B: 0.18}) and ctl.ticks == 500
+    younger = good | {"loop": {"weights": {A: 0.2, B: 0.8}}, "since": START + 3600}
+    svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": younger})
+    assert ctl.loop.weights == pytest.approx({A: 0.7, B: 0.3}), "a peer that began later"
     assert svc.peer_states["kept-own"] == 1
+
+
+def test_the_oldest_peer_state_wins_and_only_at_first(tmp_path):
+    """A node may see a peer that itself just started from the static weights before a
+    mature one: it moves on to the state that began steering first. After ADOPT_WINDOW of
+    steering in this process, or when it restored its own state dir, it keeps its own."""
+    clock = Clock(START + 86400)
+    svc, _, _ = service(tmp_path, clock=clock)
+    ctl = svc.records[KEY]
+
+    def offer(a: float, since: float) -> None:
+        state = {"loop": {"weights": {A: a, B: 1 - a}}, "profile": {"bins": [None] * 168},
+                 "ticks": 1, "learned": -1, "since": since}  # fmt: skip
+        svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": state})
+
+    offer(0.55, clock.now - 60)  # a peer that started a minute ago
+    offer(0.8, START)  # the fleet's oldest
+    offer(0.6, START + 3600)  # younger than what it has now
+    assert ctl.loop.weights[A] == pytest.approx(0.8) and ctl.since == START
+    assert svc.peer_states == {"adopted": 2, "kept-own": 1}
+    clock.now += ADOPT_WINDOW + 1
+    offer(0.1, START - 86400)
+    assert ctl.loop.weights[A] == pytest.approx(0.8), "steering on its own by now"
+    (tmp_path / "disk").mkdir()
+    other, _, _ = service(tmp_path / "disk", clock=Clock(START + 86400))
+    restored = other.records[KEY]
+    restored.from_disk = True
+    other.on_peer_state({"record": KEY[0], "type": KEY[1], "state": {
+        "loop": {"weights": {A: 0.1, B: 0.9}}, "profile": {"bins": [None] * 168},
+        "ticks": 1, "learned": -1, "since": START}})  # fmt: skip
+    assert restored.loop.weights[A] == pytest.approx(0.5), "its own state dir wins"
+
+
+def test_p95_aims_survive_a_restart(tmp_path):
+    """The headroom is learned from a day of aimed shares: they are in the state file, so a
+    restart does not aim at the bare commit again for two hours."""
+    svc, _, _ = service(tmp_path, state=tmp_path)
+    ctl = svc.records[KEY]
+    ctl.remember_aim(START + 3000.0, {A: 0.4})
+    ctl.remember_aim(START + 3100.0, {A: 0.5})  # same slot: the later one is in force after
+    svc.save()
+    again, _, _ = service(tmp_path, state=tmp_path)
+    restored = again.records[KEY]
+    assert restored.aimed == ctl.aimed
+    slot = int((START + 3000.0) // 300)
+    assert restored.aim_in(slot + 1) == {A: 0.5}

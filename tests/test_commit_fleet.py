@@ -121,9 +121,10 @@ def test_a_node_without_a_state_of_its_own_starts_from_the_fleets_weights(geo_db
             assert c.app.commit.records[key].loop.weights == pytest.approx(moved)
             assert c.app.commit.records[key].profile.bins == a.app.commit.records[key].profile.bins
         # a restarts with its state dir: its own state wins over c's
-        a.app.commit.records[key].restored = True
+        a.app.commit.records[key].from_disk = True
+        kept = a.app.commit.peer_states["kept-own"]  # c's own state came back: a is older
         a.app.commit.on_peer_state({"record": key[0], "type": key[1],
                                     "state": {"loop": {"weights": {A: 0.1, B: 0.9}},
                                               "profile": {"bins": [None] * 168}}})  # fmt: skip
         assert a.app.commit.records[key].loop.weights == pytest.approx(moved)
-        assert a.app.commit.peer_states["kept-own"] == 1
+        assert a.app.commit.peer_states["kept-own"] == kept + 1

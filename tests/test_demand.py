@@ -8,6 +8,7 @@ same share of the estimate.
 
 from __future__ import annotations
 
+import collections
 import time
 
 import dns.edns
@@ -16,7 +17,8 @@ import dns.query
 import pytest
 
 from gslb.commit.estimate import DemandWeights
-from gslb.dns.demand import SATURATION, DemandEstimator, cache_key
+from gslb.commit.ledger import Ledger
+from gslb.dns.demand import SATURATION, DemandEstimator, DemandSampler, cache_key
 from tests.conftest import ZONE_HEAD
 from tests.server import ServerThread
 from tests.test_web import http, metric, scrape
@@ -184,3 +186,60 @@ def test_sampling_off_counts_answers_alone(tmp_path, geo_db):
     got = estimate(0, tmp_path, geo_db)
     assert got[A] == pytest.approx(got[B]) == pytest.approx(10)
     assert got["relative"] == 1.0
+
+
+def test_an_ecs_of_source_zero_or_a_wider_scope_never_breaks_the_key():
+    """ECS with source /0 does not decide (the resolver's own address does, maybe IPv6, with
+    a /56 scope): the cache is the resolver's. A scope wider than the family is clamped."""
+    record = "content.example.com."
+    zero = query_bytes("0.0.0.0/0")
+    assert cache_key("2001:db8::7", zero, 56, record) == cache_key(
+        "2001:db8::7", query_bytes(None), 0, record
+    )
+    assert cache_key("192.0.2.1", query_bytes("198.51.100.0/24"), 56, record) is not None
+
+
+def test_a_and_aaaa_are_two_caches():
+    record = "content.example.com."
+    a = dns.message.make_query("content.example.com", "A").to_wire()
+    aaaa = dns.message.make_query("content.example.com", "AAAA").to_wire()
+    assert cache_key("192.0.2.1", a, 0, record) != cache_key("192.0.2.1", aaaa, 0, record)
+
+
+def test_a_read_weighs_samples_within_its_budget_and_leaves_the_rest():
+    """Weighing runs on the DNS process's loop: one read stops at its budget (checked every
+    64 samples), the next carries on, and nothing is lost or counted twice."""
+    sampler = DemandSampler({("content.example.com.", False): 60}, every=1)
+    data = dns.message.make_query("content.example.com", "A").to_wire()
+    for i in range(200):
+        sampler.see(f"192.0.2.{i}", data, ("content.example.com.", A, "pool"), 0)
+    demand: collections.defaultdict = collections.defaultdict(float)
+    sampler.flush(demand, 1000.0, budget=0.0)
+    assert len(sampler.pending) == 136 and demand[("content.example.com.", A, "pool")] == 64
+    while sampler.pending:
+        sampler.flush(demand, 1000.0, budget=0.0)
+    assert demand[("content.example.com.", A, "pool")] == 200  # 200 first answers: 1 each
+
+
+def test_a_peers_estimate_keeps_its_older_slots_and_its_largest_total():
+    """A peer re-sends only its last hours: older slots stay counted (p95 samples need the
+    whole period); a peer restarted without its state (total from zero) takes nothing away."""
+    ledger = Ledger(1e6, 900)
+    ledger.ensure(A, (0.0, 30 * 86400.0))
+    assert (
+        ledger.set_peer_estimate(
+            A, "b", {"period": [0, 30 * 86400], "total": 50.0, "slots": {"1": 10.0, "2": 20.0}}
+        )
+        == "accepted"
+    )
+    assert (
+        ledger.set_peer_estimate(
+            A, "b", {"period": [0, 30 * 86400], "total": 5.0, "slots": {"300": 5.0}}
+        )
+        == "accepted"
+    )
+    target = ledger.targets[A]
+    assert target.estimate_at(1) == 10.0 and target.estimate_at(300) == 5.0
+    assert target.estimate_sum() == 50.0
+    outside = {"period": [0, 30 * 86400], "total": 1.0, "slots": {"99999999": 1.0}}
+    assert ledger.set_peer_estimate(A, "b", outside) == "invalid"

@@ -5,6 +5,7 @@ leaves the answers, comes back), then stopped the way a terminal stops it."""
 from __future__ import annotations
 
 import random
+import re
 import signal
 import socket
 import subprocess
@@ -90,3 +91,17 @@ def test_the_demo_walk_through_runs_on_any_ports(tmp_path):
     assert "[demo] stopped" in (tmp_path / "demo.log").read_text()
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind(("127.0.0.1", dns_port))  # gslb is gone with the demo
+
+
+def test_moved_stand_ins_are_probed_where_they_listen(tmp_path):
+    """Ports are mapped in one pass: moving the stand-ins by one (9081..9084) must not chain
+    9080 -> 9081 -> 9082 ..."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_run", ROOT / "demo" / "run.py")
+    demo = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(demo)
+    demo.move(5301, 9054, 9081)
+    text = (demo.zones_dir(tmp_path) / "demo.example.yaml").read_text()
+    ports = [int(p) for p in re.findall(r"port: (\d+)", text)]
+    assert sorted(ports) == [9081, 9082, 9083, 9084]

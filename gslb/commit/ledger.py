@@ -206,7 +206,15 @@ class Ledger:
             return "invalid"
         if period != ledger.period:
             return "previous-period"
-        ledger.peers[node] = (total, slots)
+        first, last = slot_of(period[0]), slot_of(period[1] - 1e-9)
+        if any(not first <= slot <= last for slot in slots):
+            return "invalid"
+        # A peer re-sends its last hours each time: merged with what it said before, so
+        # slots older than that stay counted (p95 samples, a feed's lagging tail). Its total
+        # only grows within a period: a peer restarted without its state starts again from
+        # zero, and what it counted before stays counted.
+        old_total, old_slots = ledger.peers.get(node, (0.0, {}))
+        ledger.peers[node] = (max(total, old_total), old_slots | slots)
         return "accepted"
 
     # -- reading -----------------------------------------------------------------------------

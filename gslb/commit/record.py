@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-from bisect import bisect_right
 from collections import Counter, deque
 from typing import Any
 
@@ -23,6 +22,9 @@ from gslb.commit.view import WEIGHT_SCALE, Steering
 WINDOW_SLOTS = 3  # the inner loop measures delivered shares over the last 15 minutes
 HISTORY = 64  # answer-share snapshots kept to average over a measurement window
 AIMED_SLOTS = 288  # p95 headroom: a day of (aimed share, delivered share) pairs
+ADOPT_WINDOW = 600.0  # seconds after this process began steering a record: peers' states
+# older than its own are adopted in this window only, then it keeps its own
+AIM_LOOKBACK = 24  # slots back to find the tick in force (ticks may be an hour apart)
 MIN_AIMED = 24  # ... and no headroom before two hours of them
 HEADROOM_FLOOR = 0.5  # never aim below half the commit for noise
 
@@ -49,14 +51,17 @@ class RecordController:
         self.ledger = Ledger(record.commit.bytes_per_answer, record.commit.feed_stale)
         self.profile = Profile()
         self.demand = DemandWeights()  # users per answer per target, for the estimate
-        self.restored = False  # weights and profile came from the state dir or a fleet peer
+        self.from_disk = False  # restored from the state dir: never replaced by a peer's
+        self.since: float | None = None  # when this state began steering (its first tick)
+        self.here: float | None = None  # when this process began (first tick or adoption)
         self.loop = Loop(static_shares(record))
         self.ticks = 0
         self.last_tick: float | None = None
         self.learned = -1  # last slot learned into the profile
         self.history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY)
-        # (tick time, delivered shares the plan aimed p95 targets at outside free slots)
-        self.aimed: deque[tuple[float, dict[str, float]]] = deque(maxlen=AIMED_SLOTS * 2)
+        # slot -> (time, delivered shares) of the last tick in it: what p95 targets were aimed
+        # at from then on (free slots left out)
+        self.aimed: dict[int, tuple[float, dict[str, float]]] = {}
         self.events: Counter[str] = Counter()  # reason -> count (rollovers, infeasible, ...)
         self.state: dict[str, dict[str, Any]] = {}
         self.steering: Steering | None = None
@@ -107,6 +112,8 @@ class RecordController:
     # -- the tick ------------------------------------------------------------------------------
 
     def tick(self, now: float) -> Steering:
+        self.since = now if self.since is None else self.since
+        self.here = now if self.here is None else self.here
         self.ensure_periods(now)
         self.ledger.calibrate()
         self.learn(now)
@@ -122,9 +129,9 @@ class RecordController:
         rate = total * 8 / (WINDOW_SLOTS * SAMPLE_SECONDS)
         inputs = {t: self.target_input(t, now) for t in self.static}
         result = plan(self.spec.mode, inputs, rate)
-        self.aimed.append((now, {t: result.shares[t] for t, i in inputs.items()
-                                 if i.contract is not None and i.contract.kind == "p95"
-                                 and not i.free_slot and t in result.shares}))  # fmt: skip
+        self.remember_aim(now, {t: result.shares[t] for t, i in inputs.items()
+                                if i.contract is not None and i.contract.kind == "p95"
+                                and not i.free_slot and t in result.shares})  # fmt: skip
         weights = self.loop.step(result.shares)
         short = (
             self.loop.saturated_short(result.shares, delivered_shares) if delivered_shares else {}
@@ -201,15 +208,10 @@ class RecordController:
         the commit divided by that ratio's 95th percentile (1.0 until there are enough)."""
         if not self.aimed:
             return 1.0
-        times = [t for t, _ in self.aimed]
         ratios = []
         last = slot_of(now) - 1
         for slot in range(last - AIMED_SLOTS + 1, last + 1):
-            middle = (slot + 0.5) * SAMPLE_SECONDS
-            index = bisect_right(times, middle) - 1
-            if index < 0:
-                continue
-            aimed = self.aimed[index][1].get(target)
+            aimed = self.aim_in(slot).get(target)
             values = {t: self.ledger.slot_bytes(t, slot)[0] for t in self.static}
             total = sum(values.values())
             if not aimed or total <= 0:
@@ -220,6 +222,25 @@ class RecordController:
         ratios.sort()
         high = ratios[max(0, math.ceil(len(ratios) * (1 - FREE_FRACTION / 2)) - 1)]
         return min(1.0, max(HEADROOM_FLOOR, 1.0 / high)) if high > 0 else 1.0
+
+    def remember_aim(self, now: float, shares: dict[str, float]) -> None:
+        slot = slot_of(now)
+        self.aimed[slot] = (now, shares)
+        for old in [s for s in self.aimed if s < slot - AIMED_SLOTS - AIM_LOOKBACK]:
+            del self.aimed[old]
+
+    def aim_in(self, slot: int) -> dict[str, float]:
+        """The shares in force in the middle of ``slot``: its own last tick if that came
+        before the middle, else the last tick of an earlier slot (ticks may be an hour
+        apart)."""
+        own = self.aimed.get(slot)
+        if own is not None and own[0] <= (slot + 0.5) * SAMPLE_SECONDS:
+            return own[1]
+        for earlier in range(slot - 1, slot - AIM_LOOKBACK - 1, -1):
+            entry = self.aimed.get(earlier)
+            if entry is not None:
+                return entry[1]
+        return {}
 
     def free_slot(self, target: str, now: float) -> bool:
         """Spend one of the period's free top-5 % samples now? Only while the budget lasts and
@@ -316,6 +337,8 @@ class RecordController:
             "ticks": self.ticks,
             "learned": self.learned,
             "history": [[t, w] for t, w in self.history],
+            "aimed": {str(slot): [t, shares] for slot, (t, shares) in self.aimed.items()},
+            "since": self.since,
         }
 
     def restore(self, data: dict[str, Any]) -> None:
@@ -325,10 +348,14 @@ class RecordController:
         self.ticks = int(data.get("ticks", 0))
         self.learned = int(data.get("learned", -1))
         self.history.extend((float(t), dict(w)) for t, w in data.get("history", []))
+        self.aimed = {int(slot): (float(t), {k: float(v) for k, v in shares.items()})
+                      for slot, (t, shares) in data.get("aimed", {}).items()}  # fmt: skip
+        since = data.get("since")
+        self.since = float(since) if since is not None else self.since
         for target in list(self.ledger.targets):
             if target not in self.static:
                 del self.ledger.targets[target]
-        self.restored = True
+        self.from_disk = True
         self.snapshot("restored")
 
     def fleet_state(self) -> dict[str, Any]:
@@ -336,22 +363,36 @@ class RecordController:
         loop's learned biases and the traffic profile (delivered volume travels separately:
         usage intervals and estimates)."""
         return {"loop": self.loop.to_json(), "profile": self.profile.to_json(),
-                "learned": self.learned, "ticks": self.ticks}  # fmt: skip
+                "learned": self.learned, "ticks": self.ticks, "since": self.since}  # fmt: skip
 
-    def adopt(self, data: dict[str, Any]) -> str:
-        """Start from a fleet peer's ``fleet_state``, unless this controller already has a
-        state of its own (restored, or adopted before). Returns what happened."""
-        if self.restored:
+    def adopt(self, data: dict[str, Any], now: float) -> str:
+        """Start from a fleet peer's ``fleet_state`` while this controller has no state of
+        its own: not restored from the state dir, and within ``ADOPT_WINDOW`` of this process
+        starting to steer the record. Among peers, the oldest state wins (the one that began
+        steering first), so a peer that itself just started from the static weights is not
+        followed for long. Returns what happened; nothing changes unless every figure is
+        sane."""
+        self.here = now if self.here is None else self.here
+        if self.from_disk or now - self.here > ADOPT_WINDOW:
             return "kept-own"
         loop, profile = data["loop"], data["profile"]
-        numbers = [*loop["weights"].values(), *loop.get("bias", {}).values(),
-                   *(b for b in profile["bins"] if b is not None),
-                   *(v for pair in profile.get("recent", []) for v in pair)]  # fmt: skip
-        if not all(isinstance(v, int | float) and math.isfinite(v) and v >= 0 for v in numbers):
+        ticks, learned, since = data.get("ticks", 0), data.get("learned", -1), data.get("since")
+        shares = [*loop["weights"].values(), *(b for b in profile["bins"] if b is not None),
+                  *(v for pair in profile.get("recent", []) for v in pair)]  # fmt: skip
+        if not (all(_number(v) and v >= 0 for v in shares)
+                and all(_number(v) for v in loop.get("bias", {}).values())
+                and isinstance(ticks, int) and isinstance(learned, int)
+                and -1 <= learned <= slot_of(now) and _number(since) and since <= now):  # fmt: skip
             return "invalid"
+        if self.since is not None and since >= self.since:
+            return "kept-own"  # this one began steering as early
         self.loop.restore(loop)
         self.profile.restore(profile)
-        self.learned = max(self.learned, int(data.get("learned", -1)))  # not learned twice
-        self.restored = True
+        self.learned = max(self.learned, learned)  # not learned twice
+        self.ticks, self.since = max(self.ticks, ticks), since
         self.snapshot("restored")
         return "adopted"
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)

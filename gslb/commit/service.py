@@ -274,7 +274,7 @@ class CommitService:
                 outcome = controller.ledger.set_peer_estimate(
                     str(data["target"]), node, data["estimate"]
                 )
-        except (KeyError, TypeError, ValueError, AttributeError):
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             outcome = "malformed"
         self.peer_estimates[outcome] += 1
 
@@ -284,8 +284,10 @@ class CommitService:
         fleet's weights instead of starting over from the static ones."""
         try:
             controller = self.records.get((str(data["record"]), int(data["type"])))
-            outcome = "unknown-record" if controller is None else controller.adopt(data["state"])
-        except (KeyError, TypeError, ValueError, AttributeError):
+            outcome = "unknown-record"
+            if controller is not None:
+                outcome = controller.adopt(data["state"], self.clock())
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError):
             outcome = "malformed"
         self.peer_states[outcome] += 1
         if outcome == "adopted":

@@ -27,6 +27,7 @@ the answer path.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -38,6 +39,7 @@ WINDOW = 3600.0  # seconds of queries a cache's rate is measured over
 MIN_SPAN = 300.0  # a young window is read as at least this long (no rate from two queries)
 CACHES = 100_000  # caches tracked per generation and process (an int key and count each)
 PENDING = 65_536  # samples kept between two reads; more are dropped and counted
+FLUSH_BUDGET = 0.005  # seconds one read may spend weighing samples (the rest waits its turn)
 DEFAULT_EVERY = 16  # one GSLB answer in 16 is sampled
 NOT_COUNTED = frozenset({"origin", "fail-open", "exhausted"})  # as the commit ledger
 
@@ -102,7 +104,7 @@ class DemandSampler:
     ``ttls`` maps (record name, degraded) to the TTL its answers carry, for records with
     commits only (the others' samples are dropped at flush)."""
 
-    __slots__ = ("every", "left", "pending", "estimator", "ttls", "dropped")
+    __slots__ = ("every", "left", "pending", "estimator", "ttls", "dropped", "unreadable")
 
     def __init__(
         self, ttls: Mapping[tuple[str, bool], float], every: int = DEFAULT_EVERY, spread: int = 1
@@ -113,6 +115,7 @@ class DemandSampler:
         self.estimator = DemandEstimator(every, spread)
         self.ttls = dict(ttls)
         self.dropped = 0  # samples lost because nobody read the counters for a long time
+        self.unreadable = 0  # samples whose query could not be read again (never expected)
 
     def see(self, client: str, query: Query | bytes, answer: tuple, scope: int) -> None:
         """One GSLB answer was sent (``answer`` is its (record, target, reason) labels). The
@@ -133,36 +136,55 @@ class DemandSampler:
         """A new configuration's commit records; what each cache asked so far stays."""
         self.ttls = dict(ttls)
 
-    def flush(self, demand: dict, now: float) -> None:
+    def flush(self, demand: dict, now: float, budget: float = FLUSH_BUDGET) -> None:
         """Add the demand of the answers sampled since the last call to ``demand``, a
-        (record, target, reason) -> users mapping (``Stats.demand``)."""
-        pending, self.pending = self.pending, []
-        for client, query, answer, scope in pending:
-            record, _target, reason = answer
-            if reason in NOT_COUNTED:
-                continue
-            ttl = self.ttls.get((record, reason in DEGRADED))
-            if ttl is None:
-                continue
+        (record, target, reason) -> users mapping (``Stats.demand``). It runs on the DNS
+        process's loop, so it stops after ``budget`` seconds and leaves the rest for the next
+        read (a backlog beyond ``PENDING`` is dropped: the weights are ratios, and what is
+        dropped is a random part of the answers)."""
+        deadline = time.perf_counter() + budget
+        pending = self.pending
+        done = 0
+        for done, (client, query, answer, scope) in enumerate(pending, 1):
+            self.weigh(demand, now, client, query, answer, scope)
+            if not done & 63 and time.perf_counter() > deadline:
+                break
+        self.pending = pending[done:]
+
+    def weigh(self, demand: dict, now: float, client: str, query: Query | bytes,
+              answer: tuple, scope: int) -> None:  # fmt: skip
+        record, _target, reason = answer
+        if reason in NOT_COUNTED:
+            return
+        ttl = self.ttls.get((record, reason in DEGRADED))
+        if ttl is None:
+            return
+        try:
             cache = cache_key(client, query, scope, record)
-            if cache is None:
-                continue
-            demand[answer] += self.estimator.weight(cache, ttl, now) * self.every
+        except Exception:  # a sample must never fail a read of the counters
+            cache = None
+        if cache is None:
+            self.unreadable += 1
+            return
+        demand[answer] += self.estimator.weight(cache, ttl, now) * self.every
 
 
 def cache_key(client: str, query: Query | bytes, scope: int, record: str) -> int | None:
-    """The resolver cache an answer went to: the resolver and the record, plus the client
-    subnet the answer's ECS scope covers (None for a query that does not parse)."""
+    """The resolver cache an answer went to: the resolver, the record and the query type (a
+    resolver caches A and AAAA apart), plus the client subnet the answer's ECS scope covers
+    when the query's ECS decided (source above 0). None for a query that does not parse."""
     if isinstance(query, bytes):
         try:
             query = parse_query(query)
         except FormatError:
             return None
     ecs = query.opt.ecs if query.opt is not None else None
-    if ecs is None or scope == 0:
-        return hash((client, record))
-    covered = int.from_bytes(ecs.ip_bytes()) >> ((32 if ecs.family == 1 else 128) - scope)
-    return hash((client, record, ecs.family, scope, covered))
+    if ecs is None or ecs.source == 0 or scope == 0:
+        return hash((client, record, query.qtype))
+    bits = 32 if ecs.family == 1 else 128
+    scope = min(scope, bits)
+    covered = int.from_bytes(ecs.ip_bytes()) >> (bits - scope)
+    return hash((client, record, query.qtype, ecs.family, scope, covered))
 
 
 def ttls_of(records: Iterable[Any]) -> dict[tuple[str, bool], float]:
