@@ -354,3 +354,58 @@ def test_p95_aims_survive_a_restart(tmp_path):
     assert restored.aimed == ctl.aimed
     slot = int((START + 3000.0) // 300)
     assert restored.aim_in(slot + 1) == {A: 0.5}
+
+
+def test_a_peers_state_with_extreme_figures_changes_nothing(tmp_path):
+    """Finite but absurd figures would make every later tick raise (exp overflow, NaN
+    levels): a bias beyond +-10, a profile beyond 1e18 bytes per slot, a malformed pair, a
+    learned slot that is now. Each is refused before anything changes."""
+    clock = Clock(START + 86400)
+    svc, _, _ = service(tmp_path, clock=clock)
+    ctl = svc.records[KEY]
+    before = dict(ctl.loop.weights)
+    good = {"loop": {"weights": {A: 0.7, B: 0.3}}, "profile": {"bins": [1e6] * 168},
+            "ticks": 5, "learned": 10, "since": START}  # fmt: skip
+    for state in (
+        good | {"loop": {"weights": {A: 0.7, B: 0.3}, "bias": {A: 1e300}}},
+        good | {"profile": {"bins": [1e308] * 168}},
+        good | {"profile": {"bins": [1e6] * 168, "recent": [[1.0]]}},
+        good | {"profile": {"bins": [1e6] * 10}},
+        good | {"learned": int(clock.now // 300)},  # the slot now: never learned otherwise
+    ):
+        svc.on_peer_state({"record": KEY[0], "type": KEY[1], "state": state})
+    assert ctl.loop.weights == before and ctl.since is None
+    assert svc.peer_states == {"invalid": 5}
+    svc.tick(clock.now, [KEY], force=True)  # and ticks still work
+    assert svc.problems == {}
+
+
+def test_a_peer_feed_item_with_an_infinite_number_is_counted_malformed(tmp_path):
+    svc, _, _ = service(tmp_path)
+    svc.on_peer("peer", "k", {"record": KEY[0], "type": math.inf, "target": A,
+                              "intervals": [[0, 300, 1e9]]})  # fmt: skip
+    assert svc.peer_feed["malformed"] == 1
+
+
+def test_with_one_minute_ticks_the_aim_in_force_mid_slot_is_used(tmp_path):
+    svc, _, _ = service(tmp_path)
+    ctl = svc.records[KEY]
+    slot = int((START + 86400) // 300)
+    for second in (0, 60, 120, 180, 240):
+        ctl.remember_aim(slot * 300 + second, {A: second / 1000})
+    assert ctl.aim_in(slot) == {A: 0.12}  # the tick at 120 s was in force at 150 s
+    assert ctl.aim_in(slot + 1) == {A: 0.24}  # the slot's last tick, for the next slot
+    assert len(ctl.aimed[slot]) == 2
+
+
+def test_a_state_file_written_with_one_aim_per_slot_still_restores(tmp_path):
+    svc, _, _ = service(tmp_path, state=tmp_path)
+    svc.save()
+    path = tmp_path / "commit.json"
+    data = json.loads(path.read_text())
+    (record,) = data["records"].values()
+    record["aimed"] = {"100": [30000.0, {A: 0.4}]}  # the earlier form: one bare pair
+    path.write_text(json.dumps(data))
+    again, _, _ = service(tmp_path, state=tmp_path)
+    assert again.records[KEY].aimed == {100: [(30000.0, {A: 0.4})]}
+    assert again.problems == {}

@@ -221,9 +221,10 @@ def test_a_read_weighs_samples_within_its_budget_and_leaves_the_rest():
     assert demand[("content.example.com.", A, "pool")] == 200  # 200 first answers: 1 each
 
 
-def test_a_peers_estimate_keeps_its_older_slots_and_its_largest_total():
+def test_a_peers_estimate_keeps_its_older_slots_and_what_it_counted():
     """A peer re-sends only its last hours: older slots stay counted (p95 samples need the
-    whole period); a peer restarted without its state (total from zero) takes nothing away."""
+    whole period); a peer restarted without its state (total from zero) takes nothing away:
+    what it counts from then on adds to what it had counted."""
     ledger = Ledger(1e6, 900)
     ledger.ensure(A, (0.0, 30 * 86400.0))
     assert (
@@ -240,6 +241,29 @@ def test_a_peers_estimate_keeps_its_older_slots_and_its_largest_total():
     )
     target = ledger.targets[A]
     assert target.estimate_at(1) == 10.0 and target.estimate_at(300) == 5.0
-    assert target.estimate_sum() == 50.0
+    assert target.estimate_sum() == 55.0  # 50, then 5 since a restart without its state
     outside = {"period": [0, 30 * 86400], "total": 1.0, "slots": {"99999999": 1.0}}
     assert ledger.set_peer_estimate(A, "b", outside) == "invalid"
+
+
+def test_a_peer_restarted_without_its_state_adds_on_top_of_what_it_counted():
+    ledger = Ledger(1e6, 900)
+    ledger.ensure(A, (0.0, 30 * 86400.0))
+    period = [0, 30 * 86400]
+    for total in (1000.0, 600.0, 1200.0):  # 1000, restart from zero, then on to 1200
+        ledger.set_peer_estimate(A, "b", {"period": period, "total": total, "slots": {}})
+    assert ledger.targets[A].estimate_sum() == 2200.0
+    huge = {"period": period, "total": 1e300, "slots": {}}
+    assert ledger.set_peer_estimate(A, "b", huge) == "invalid"
+    assert ledger.targets[A].estimate_sum() == 2200.0
+
+
+def test_samples_dropped_from_a_full_backlog_are_stood_for_by_the_rest(monkeypatch):
+    monkeypatch.setattr("gslb.dns.demand.PENDING", 10)
+    sampler = DemandSampler({("content.example.com.", False): 60}, every=2)
+    data = dns.message.make_query("content.example.com", "A").to_wire()
+    for _ in range(40):  # 20 samples taken, 10 kept
+        sampler.see("192.0.2.1", data, ("content.example.com.", A, "pool"), 0)
+    demand: collections.defaultdict = collections.defaultdict(float)
+    sampler.flush(demand, 1000.0)
+    assert sampler.dropped == 10 and sampler.estimator.every == 4

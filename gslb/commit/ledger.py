@@ -24,6 +24,7 @@ FUTURE_SLACK = 120.0  # seconds a feed interval may end after our clock (clock s
 MAX_INTERVAL = 86400.0  # a feed item longer than a day is refused: too coarse to pace with
 MIN_INTERVAL = 1.0  # billing feeds report whole seconds; shorter would make the rate absurd
 CALIBRATION_SLOTS = 12
+MAX_UNITS = 1e15  # a peer's estimate beyond this many answers in a period is not traffic
 REASONS = ("accepted", "duplicate", "overlap", "unknown-target", "ambiguous-target", "future",
            "previous-period", "invalid")  # fmt: skip
 
@@ -46,15 +47,16 @@ class TargetLedger:
     estimate_total: float = 0.0  # sum of ``estimate``
     # fleet peers' estimates of the same period: node -> (their period total, their recent
     # slots); each node counts only the answers it gave, the commit is for all of them
-    peers: dict[str, tuple[float, dict[int, float]]] = field(default_factory=dict)
+    # (counted before its last restart, its total since, its slots)
+    peers: dict[str, tuple[float, float, dict[int, float]]] = field(default_factory=dict)
 
     def estimate_at(self, slot: int) -> float:
         """Estimate units of one slot, this node's and its fleet peers'."""
-        return self.estimate.get(slot, 0.0) + sum(p[1].get(slot, 0.0) for p in self.peers.values())
+        return self.estimate.get(slot, 0.0) + sum(p[2].get(slot, 0.0) for p in self.peers.values())
 
     def estimate_sum(self) -> float:
         """Estimate units of the period so far, this node's and its fleet peers'."""
-        return self.estimate_total + sum(p[0] for p in self.peers.values())
+        return self.estimate_total + sum(p[0] + p[1] for p in self.peers.values())
 
     def covered(self, slot: int) -> bool:
         return self.feed_end is not None and (slot + 1) * SAMPLE_SECONDS <= self.feed_end + 1e-6
@@ -202,7 +204,7 @@ class Ledger:
         total = float(data["total"])
         slots = {int(k): float(v) for k, v in data["slots"].items()}
         values = [total, *slots.values()]
-        if not all(math.isfinite(v) and v >= 0 for v in values):
+        if not all(math.isfinite(v) and 0 <= v <= MAX_UNITS for v in values):
             return "invalid"
         if period != ledger.period:
             return "previous-period"
@@ -211,10 +213,12 @@ class Ledger:
             return "invalid"
         # A peer re-sends its last hours each time: merged with what it said before, so
         # slots older than that stay counted (p95 samples, a feed's lagging tail). Its total
-        # only grows within a period: a peer restarted without its state starts again from
-        # zero, and what it counted before stays counted.
-        old_total, old_slots = ledger.peers.get(node, (0.0, {}))
-        ledger.peers[node] = (max(total, old_total), old_slots | slots)
+        # only grows within a period, unless it restarted without its state: it counts from
+        # zero again, and what it counted before stays counted on top.
+        before, reported, old_slots = ledger.peers.get(node, (0.0, 0.0, {}))
+        if total < reported:
+            before += reported
+        ledger.peers[node] = (before, total, old_slots | slots)
         return "accepted"
 
     # -- reading -----------------------------------------------------------------------------

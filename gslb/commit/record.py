@@ -16,7 +16,7 @@ from gslb.commit.contract import FREE_FRACTION, SAMPLE_SECONDS, CommitSpec, Peri
 from gslb.commit.controller import Loop, TargetInput, plan
 from gslb.commit.estimate import DemandWeights
 from gslb.commit.ledger import Ledger, slot_of
-from gslb.commit.profile import Profile, hour_of_week
+from gslb.commit.profile import HOURS, Profile, hour_of_week
 from gslb.commit.view import WEIGHT_SCALE, Steering
 
 WINDOW_SLOTS = 3  # the inner loop measures delivered shares over the last 15 minutes
@@ -25,6 +25,8 @@ AIMED_SLOTS = 288  # p95 headroom: a day of (aimed share, delivered share) pairs
 ADOPT_WINDOW = 600.0  # seconds after this process began steering a record: peers' states
 # older than its own are adopted in this window only, then it keeps its own
 AIM_LOOKBACK = 24  # slots back to find the tick in force (ticks may be an hour apart)
+MAX_BIAS = 10.0  # a peer's learned bias beyond this is not ours to believe
+MAX_SLOT_BYTES = 1e18  # a peer's profile figure beyond this (26 Pbit/s) is not traffic
 MIN_AIMED = 24  # ... and no headroom before two hours of them
 HEADROOM_FLOOR = 0.5  # never aim below half the commit for noise
 
@@ -59,9 +61,9 @@ class RecordController:
         self.last_tick: float | None = None
         self.learned = -1  # last slot learned into the profile
         self.history: deque[tuple[float, dict[str, float]]] = deque(maxlen=HISTORY)
-        # slot -> (time, delivered shares) of the last tick in it: what p95 targets were aimed
-        # at from then on (free slots left out)
-        self.aimed: dict[int, tuple[float, dict[str, float]]] = {}
+        # slot -> up to two (time, delivered shares) ticks in it: the last at or before its
+        # middle and the last after; what p95 targets were aimed at (free slots left out)
+        self.aimed: dict[int, list[tuple[float, dict[str, float]]]] = {}
         self.events: Counter[str] = Counter()  # reason -> count (rollovers, infeasible, ...)
         self.state: dict[str, dict[str, Any]] = {}
         self.steering: Steering | None = None
@@ -225,7 +227,9 @@ class RecordController:
 
     def remember_aim(self, now: float, shares: dict[str, float]) -> None:
         slot = slot_of(now)
-        self.aimed[slot] = (now, shares)
+        middle = (slot + 0.5) * SAMPLE_SECONDS
+        before = [e for e in self.aimed.get(slot, []) if e[0] <= middle][-1:]
+        self.aimed[slot] = [*before, (now, shares)] if now > middle else [(now, shares)]
         for old in [s for s in self.aimed if s < slot - AIMED_SLOTS - AIM_LOOKBACK]:
             del self.aimed[old]
 
@@ -233,13 +237,14 @@ class RecordController:
         """The shares in force in the middle of ``slot``: its own last tick if that came
         before the middle, else the last tick of an earlier slot (ticks may be an hour
         apart)."""
-        own = self.aimed.get(slot)
-        if own is not None and own[0] <= (slot + 0.5) * SAMPLE_SECONDS:
-            return own[1]
+        middle = (slot + 0.5) * SAMPLE_SECONDS
+        for at, shares in reversed(self.aimed.get(slot, [])):
+            if at <= middle:
+                return shares
         for earlier in range(slot - 1, slot - AIM_LOOKBACK - 1, -1):
-            entry = self.aimed.get(earlier)
-            if entry is not None:
-                return entry[1]
+            entries = self.aimed.get(earlier)
+            if entries:
+                return entries[-1][1]
         return {}
 
     def free_slot(self, target: str, now: float) -> bool:
@@ -337,7 +342,10 @@ class RecordController:
             "ticks": self.ticks,
             "learned": self.learned,
             "history": [[t, w] for t, w in self.history],
-            "aimed": {str(slot): [t, shares] for slot, (t, shares) in self.aimed.items()},
+            "aimed": {
+                str(slot): [[t, shares] for t, shares in entries]
+                for slot, entries in self.aimed.items()
+            },  # fmt: skip
             "since": self.since,
         }
 
@@ -348,8 +356,7 @@ class RecordController:
         self.ticks = int(data.get("ticks", 0))
         self.learned = int(data.get("learned", -1))
         self.history.extend((float(t), dict(w)) for t, w in data.get("history", []))
-        self.aimed = {int(slot): (float(t), {k: float(v) for k, v in shares.items()})
-                      for slot, (t, shares) in data.get("aimed", {}).items()}  # fmt: skip
+        self.aimed = {int(slot): _aims(entries) for slot, entries in data.get("aimed", {}).items()}
         since = data.get("since")
         self.since = float(since) if since is not None else self.since
         for target in list(self.ledger.targets):
@@ -377,21 +384,48 @@ class RecordController:
             return "kept-own"
         loop, profile = data["loop"], data["profile"]
         ticks, learned, since = data.get("ticks", 0), data.get("learned", -1), data.get("since")
-        shares = [*loop["weights"].values(), *(b for b in profile["bins"] if b is not None),
-                  *(v for pair in profile.get("recent", []) for v in pair)]  # fmt: skip
-        if not (all(_number(v) and v >= 0 for v in shares)
-                and all(_number(v) for v in loop.get("bias", {}).values())
+        if not (_sane_loop(loop) and _sane_profile(profile)
                 and isinstance(ticks, int) and isinstance(learned, int)
-                and -1 <= learned <= slot_of(now) and _number(since) and since <= now):  # fmt: skip
+                and -1 <= learned < slot_of(now) and _number(since) and since <= now):  # fmt: skip
             return "invalid"
         if self.since is not None and since >= self.since:
             return "kept-own"  # this one began steering as early
+        fresh = Profile()
+        fresh.restore(profile)  # everything parsed before anything changes
         self.loop.restore(loop)
-        self.profile.restore(profile)
+        self.profile = fresh
         self.learned = max(self.learned, learned)  # not learned twice
         self.ticks, self.since = max(self.ticks, ticks), since
         self.snapshot("restored")
         return "adopted"
+
+
+def _aims(entries: list) -> list[tuple[float, dict[str, float]]]:
+    """A slot's aims from the state file ([t, shares] pairs; one bare pair as written
+    before a slot kept two)."""
+    if entries and isinstance(entries[0], int | float):
+        entries = [entries]
+    return [(float(t), {k: float(v) for k, v in shares.items()}) for t, shares in entries]
+
+
+def _sane_loop(loop: Any) -> bool:
+    """A peer's loop: weights are shares, biases logs of share ratios (our own stay within
+    about +-9.2: shares are floored at 1e-4)."""
+    weights, bias = loop["weights"], loop.get("bias", {})
+    return (all(_number(w) and 0 <= w <= 1 for w in weights.values())
+            and all(_number(b) and abs(b) <= MAX_BIAS for b in bias.values()))  # fmt: skip
+
+
+def _sane_profile(profile: Any) -> bool:
+    """A peer's traffic profile: HOURS bins and (actual, expected) pairs of bytes per slot,
+    none negative or beyond MAX_SLOT_BYTES."""
+    bins, recent = profile["bins"], profile.get("recent", [])
+    values = [b for b in bins if b is not None]
+    for pair in recent:
+        if not isinstance(pair, list | tuple) or len(pair) != 2:
+            return False
+        values.extend(pair)
+    return len(bins) == HOURS and all(_number(v) and 0 <= v <= MAX_SLOT_BYTES for v in values)
 
 
 def _number(value: Any) -> bool:

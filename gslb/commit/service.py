@@ -248,7 +248,7 @@ class CommitService:
             key = (str(data["record"]), int(data["type"]))
             target = str(data["target"])
             intervals = [(float(a), float(b), float(c)) for a, b, c in data["intervals"]]
-        except (KeyError, TypeError, ValueError):
+        except (KeyError, TypeError, ValueError, OverflowError):
             self.peer_feed["malformed"] += 1
             return
         controller = self.records.get(key)

@@ -104,7 +104,16 @@ class DemandSampler:
     ``ttls`` maps (record name, degraded) to the TTL its answers carry, for records with
     commits only (the others' samples are dropped at flush)."""
 
-    __slots__ = ("every", "left", "pending", "estimator", "ttls", "dropped", "unreadable")
+    __slots__ = (
+        "every",
+        "left",
+        "pending",
+        "estimator",
+        "ttls",
+        "offered",
+        "dropped",
+        "unreadable",
+    )
 
     def __init__(
         self, ttls: Mapping[tuple[str, bool], float], every: int = DEFAULT_EVERY, spread: int = 1
@@ -114,6 +123,7 @@ class DemandSampler:
         self.pending: list[tuple] = []
         self.estimator = DemandEstimator(every, spread)
         self.ttls = dict(ttls)
+        self.offered = 0  # samples taken (kept or dropped)
         self.dropped = 0  # samples lost because nobody read the counters for a long time
         self.unreadable = 0  # samples whose query could not be read again (never expected)
 
@@ -127,6 +137,7 @@ class DemandSampler:
     def take(self, client: str, query: Query | bytes, answer: tuple, scope: int) -> None:
         """Keep this answer as it was (the countdown reached zero)."""
         self.left = self.every
+        self.offered += 1
         if len(self.pending) < PENDING:
             self.pending.append((client, query, answer, scope))
         else:
@@ -143,6 +154,10 @@ class DemandSampler:
         read (a backlog beyond ``PENDING`` is dropped: the weights are ratios, and what is
         dropped is a random part of the answers)."""
         deadline = time.perf_counter() + budget
+        # samples dropped when the backlog was full: the rest stand for them too
+        self.estimator.every = self.every * self.offered / max(1, self.offered - self.dropped)
+        if self.offered > 1_000_000:  # recent conditions count, not the whole uptime
+            self.offered, self.dropped = self.offered // 2, self.dropped // 2
         pending = self.pending
         done = 0
         for done, (client, query, answer, scope) in enumerate(pending, 1):
@@ -166,7 +181,7 @@ class DemandSampler:
         if cache is None:
             self.unreadable += 1
             return
-        demand[answer] += self.estimator.weight(cache, ttl, now) * self.every
+        demand[answer] += self.estimator.weight(cache, ttl, now) * self.estimator.every
 
 
 def cache_key(client: str, query: Query | bytes, scope: int, record: str) -> int | None:
