@@ -7,6 +7,10 @@
 2. One controller tick per record (ledger, profile, plan, loop, explain state), with a
    month's worth of feed in the ledger, and what a round over 1,000 such records costs.
 3. ``gslb simulate commit`` with its defaults: the month's wall time.
+4. The demand sampler (``gslb.dns.demand``) on the whole answer path: ``Responder.handle``
+   for a record with a commit, sampling off, one answer in 16 (the default) and every answer,
+   on repeated queries (the replay cache) and on cache-hostile ones (0x20 letter case, an
+   own ECS /24 per query: query shapes), best of five passes over 20,000 queries.
 
 Figures: bench/results/commit.json. There is no open-source peer to run side by side: NS1's
 Cost filter is a static sort and Openmix apps ran in Cedexis' cloud.
@@ -16,17 +20,20 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import math
 import random
 import statistics
 import sys
 import time
 from pathlib import Path
 
-from gslb.commit.record import RecordController
-from gslb.commit.simulate import Scenario, build_record, run
-from gslb.config.model import CNAME
-from gslb.health.view import HealthView
-from gslb.policy.chain import Engine
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # this checkout's gslb
+
+from gslb.commit.record import RecordController  # noqa: E402
+from gslb.commit.simulate import Scenario, build_record, run  # noqa: E402
+from gslb.config.model import CNAME  # noqa: E402
+from gslb.health.view import HealthView  # noqa: E402
+from gslb.policy.chain import Engine  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -83,6 +90,51 @@ def tick_cost() -> dict[str, float]:
     return {"tick_ms": tick * 1e3, "round_1000_records_s": tick * 1000}
 
 
+def sampling_costs(rounds: int = 5) -> dict[str, dict[str, float]]:
+    import tempfile
+
+    import dns.edns
+    import dns.message
+
+    from gslb.config.load import load_config
+    from gslb.dns.responder import Options, Responder
+    from tests.commit_zones import commit_zone  # the zone the commit tests share
+
+    zones = Path(tempfile.mkdtemp(prefix="gslb-bench-"))
+    start = time.time() - 86400
+    (zones / "example.com.yaml").write_text(commit_zone(start, "interval: 300", "1PB", "30d"))
+    config, errors = load_config(zones)
+    assert config is not None, errors
+    rng = random.Random(1)
+
+    def hostile() -> bytes:
+        name = "".join(c.upper() if rng.random() < 0.5 else c for c in "content.example.com")
+        subnet = f"{rng.randrange(1, 223)}.{rng.randrange(256)}.{rng.randrange(256)}.0"
+        ecs = dns.edns.ECSOption(subnet, 24)
+        return dns.message.make_query(name, "CNAME", use_edns=0, options=[ecs]).to_wire()
+
+    traffic = {
+        "repeated": [dns.message.make_query("content.example.com", "CNAME").to_wire()
+                     for _ in range(20000)],
+        "hostile": [hostile() for _ in range(20000)],
+    }  # fmt: skip
+    out: dict[str, dict[str, float]] = {}
+    for kind, queries in traffic.items():
+        for every in (0, 16, 1):
+            responder = Responder(config, Engine(None), Options(demand_sample=every))
+            for query in queries[:2000]:
+                responder.handle(query, "192.0.2.1")
+            best = math.inf
+            for _ in range(rounds):
+                began = time.perf_counter()
+                for query in queries:
+                    responder.handle(query, "192.0.2.1")
+                best = min(best, (time.perf_counter() - began) / len(queries))
+                responder.stats.snapshot()  # the samples are weighed when counters are read
+            out.setdefault(kind, {})[f"sample_1_in_{every}_us" if every else "off_us"] = best * 1e6
+    return out
+
+
 def main() -> int:
     without, with_ = answer_costs(False), answer_costs(True)
     ticks = tick_cost()
@@ -97,6 +149,7 @@ def main() -> int:
         "controller": ticks,
         "simulate_month_seconds": month,
         "simulate_costs": {p: r["cost"] for p, r in report["policies"].items()},
+        "demand_sampling": sampling_costs(),
     }
     RESULTS.mkdir(exist_ok=True)
     (RESULTS / "commit.json").write_text(json.dumps(result, indent=2) + "\n")
