@@ -14,7 +14,7 @@ from gslb.fleet.config import FleetSettings
 from tests.natscluster import NatsCluster
 from tests.server import ServerThread, wait_until
 from tests.test_commit_e2e import A, B, slots, zone
-from tests.test_web import http
+from tests.test_web import http, metric, scrape
 
 pytestmark = pytest.mark.timeout(90)
 TOKEN = f"tok-{uuid.uuid4().hex}"
@@ -119,6 +119,7 @@ def test_a_node_without_a_state_of_its_own_starts_from_the_fleets_weights(geo_db
             wait_until(lambda: http(c, "/commit").json()["fleet_states"].get("adopted"),
                        timeout=20, what="c adopting a's state")  # fmt: skip
             assert c.app.commit.records[key].loop.weights == pytest.approx(moved)
+            assert metric(scrape(c), "gslb_commit_fleet_states_total", result="adopted") >= 1
             assert c.app.commit.records[key].profile.bins == a.app.commit.records[key].profile.bins
         # a restarts with its state dir: its own state wins over c's
         a.app.commit.records[key].from_disk = True

@@ -72,6 +72,14 @@ class CommitCollector(Collector):
         for reason, count in status.get("fleet_feed", {}).items():
             fleet.add_metric([reason], count)
         yield fleet
+        for key, name, text in (
+            ("fleet_estimates", "fleet_estimates", "Fleet peers' own estimates by result."),
+            ("fleet_states", "fleet_states", "Fleet peers' controller states by result."),
+        ):
+            family = CounterMetricFamily(f"gslb_commit_{name}", text, labels=("result",))
+            for result, count in status.get(key, {}).items():
+                family.add_metric([result], count)
+            yield family
         problems = CounterMetricFamily(
             "gslb_commit_problems", "State file and controller problems by kind.", labels=("kind",)
         )
