@@ -22,6 +22,7 @@ from typing import Any
 from gslb.commit.ledger import REASONS
 from gslb.commit.record import RecordController
 from gslb.commit.view import Steering
+from gslb.policy.weighted import NOT_A_TARGET
 
 log = logging.getLogger("gslb.commit")
 
@@ -168,7 +169,7 @@ class CommitService:
         went down (a worker restarted) counts from zero again."""
         totals: Counter[tuple[str, str, bool]] = Counter()
         for (record, target, reason), count in stats.get("answers", {}).items():
-            if reason not in ("origin", "fail-open", "exhausted"):
+            if reason not in NOT_A_TARGET:
                 totals[(record, target, reason == "fallback")] += count
         users: Counter[tuple[str, str]] = Counter()
         for (record, target, _reason), value in stats.get("demand", {}).items():

@@ -32,7 +32,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from gslb.dns.wire import FormatError, Query, parse_query
-from gslb.policy.weighted import DEGRADED
+from gslb.policy.weighted import DEGRADED, NOT_A_TARGET
 
 SATURATION = 0.97  # qT cap: one answer stands for at most 1 / (1 - 0.97) = 33 users
 WINDOW = 3600.0  # seconds of queries a cache's rate is measured over
@@ -41,7 +41,6 @@ CACHES = 100_000  # caches tracked per generation and process (an int key and co
 PENDING = 65_536  # samples kept between two reads; more are dropped and counted
 FLUSH_BUDGET = 0.005  # seconds one read may spend weighing samples (the rest waits its turn)
 DEFAULT_EVERY = 16  # one GSLB answer in 16 is sampled
-NOT_COUNTED = frozenset({"origin", "fail-open", "exhausted"})  # as the commit ledger
 
 
 class DemandEstimator:
@@ -169,7 +168,7 @@ class DemandSampler:
     def weigh(self, demand: dict, now: float, client: str, query: Query | bytes,
               answer: tuple, scope: int) -> None:  # fmt: skip
         record, _target, reason = answer
-        if reason in NOT_COUNTED:
+        if reason in NOT_A_TARGET:
             return
         ttl = self.ttls.get((record, reason in DEGRADED))
         if ttl is None:

@@ -26,7 +26,10 @@ from gslb.policy.context import Candidate, Context
 
 MASK64 = (1 << 64) - 1
 STUCK_LIMIT = 16384  # sticky picks remembered per cached decision (client /24s or /56s)
-DEGRADED = frozenset({"fallback", "origin", "fail-open", "exhausted"})
+# Answers none of the record's pool targets got (the origin, fail-open, nothing left): not
+# counted against any target's commit.
+NOT_A_TARGET = frozenset({"origin", "fail-open", "exhausted"})
+DEGRADED = NOT_A_TARGET | {"fallback"}
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,6 +36,7 @@ from aiohttp import web
 from gslb import __version__
 from gslb.dnssec.status import describe as describe_signing
 from gslb.health.state import override_reason
+from gslb.policy.weighted import DEGRADED
 from gslb.web.panels import PANELS
 
 HERE = Path(__file__).parent
@@ -488,7 +489,6 @@ def clock(at: float) -> str:
 
 
 RECORDS_SHOWN = 30  # records with charts unless ?records=all: the ones that need a look first
-DEGRADED = frozenset({"fallback", "origin", "fail-open", "exhausted"})
 
 Counts = dict[tuple[str, str], int]  # (target, reason) -> answers, for one record
 
