@@ -11,7 +11,8 @@ import sys
 
 import pytest
 
-from gslb.commit.simulate import CDNS, Scenario, billed_p95, run
+from gslb.commit.contract import billed_p95
+from gslb.commit.simulate import CDNS, Scenario, run
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -116,8 +117,8 @@ def test_p95_contracts_are_billed_at_the_95th_percentile_of_their_slots():
 
 
 def test_billed_p95_drops_the_top_five_percent():
-    assert billed_p95([float(v) for v in range(1, 101)]) == 95.0
-    assert billed_p95([]) == 0.0
+    assert billed_p95([float(v) for v in range(1, 101)], 100) == 95.0
+    assert billed_p95([], 100) == 0.0
 
 
 def test_p95_pacing_holds_the_billed_rate_at_the_commit():

@@ -26,6 +26,16 @@ MODES = ("commit", "delivered")
 SAMPLE_SECONDS = 300  # 95th-percentile billing: 5-minute samples
 FREE_FRACTION = 0.05  # ... and the top 5 % of them are not billed
 
+
+def billed_p95(samples: list[float], period_slots: int) -> float:
+    """The rate a 95th-percentile contract bills: the highest sample once the period's free
+    top 5 % are set aside (0 while there are no more samples than free ones)."""
+    free = int(period_slots * FREE_FRACTION)
+    if len(samples) <= free:
+        return 0.0
+    return sorted(samples)[len(samples) - 1 - free]
+
+
 _BYTE_UNITS = {"": 1, "B": 1, "KB": 10**3, "MB": 10**6, "GB": 10**9, "TB": 10**12, "PB": 10**15,
                "KIB": 2**10, "MIB": 2**20, "GIB": 2**30, "TIB": 2**40, "PIB": 2**50}  # fmt: skip
 _RATE_UNITS = {"BPS": 1, "KBPS": 10**3, "MBPS": 10**6, "GBPS": 10**9, "TBPS": 10**12}

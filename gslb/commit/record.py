@@ -12,7 +12,13 @@ import math
 from collections import Counter, deque
 from typing import Any
 
-from gslb.commit.contract import FREE_FRACTION, SAMPLE_SECONDS, CommitSpec, Period
+from gslb.commit.contract import (
+    FREE_FRACTION,
+    SAMPLE_SECONDS,
+    CommitSpec,
+    Period,
+    billed_p95,
+)
 from gslb.commit.controller import Loop, TargetInput, plan
 from gslb.commit.estimate import DemandWeights
 from gslb.commit.ledger import Ledger, slot_of
@@ -132,8 +138,8 @@ class RecordController:
         inputs = {t: self.target_input(t, now) for t in self.static}
         result = plan(self.spec.mode, inputs, rate)
         self.remember_aim(now, {t: result.shares[t] for t, i in inputs.items()
-                                if i.contract is not None and i.contract.kind == "p95"
-                                and not i.free_slot and t in result.shares})  # fmt: skip
+                                if self.bills_p95(t) and not i.free_slot
+                                and t in result.shares})  # fmt: skip
         weights = self.loop.step(result.shares)
         short = (
             self.loop.saturated_short(result.shares, delivered_shares) if delivered_shares else {}
@@ -207,7 +213,7 @@ class RecordController:
         from slot to slot (resolver caching, the draw, the loop's lag), and a p95 contract
         bills the 95th percentile of those slots, so aiming *at* the commit puts half of them
         over it. Over the last day's slots, the ratio of delivered to aimed share; the aim is
-        the commit divided by that ratio's 95th percentile (1.0 until there are enough)."""
+        the commit divided by that ratio's 97.5th percentile (1.0 until there are enough)."""
         if not self.aimed:
             return 1.0
         ratios = []
@@ -318,11 +324,10 @@ class RecordController:
                 "projected_progress": entry["projected_bytes"] / contract.amount,
             }
         else:
-            samples = sorted(self.ledger.samples(target, now))
+            samples = self.ledger.samples(target, now)
             total = int((end - begin) // SAMPLE_SECONDS)
             free = int(total * FREE_FRACTION)
-            # Billed so far: the highest sample once the free top 5 % are set aside.
-            p95 = samples[len(samples) - 1 - free] if len(samples) > free else 0.0
+            p95 = billed_p95(samples, total)  # billed so far
             used = sum(1 for s in samples if s > contract.amount * 1.0001)
             state |= {
                 "p95_bps": round(p95),

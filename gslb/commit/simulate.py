@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from gslb.commit.contract import SAMPLE_SECONDS
+from gslb.commit.contract import SAMPLE_SECONDS, billed_p95
 from gslb.commit.record import RecordController
 from gslb.commit.view import Steering
 from gslb.config.dynamic import parse_dynamic
@@ -366,7 +366,8 @@ class World:
         cost = 0.0
         for cdn, value in out.delivered.items():
             if cdn in contracts:
-                cost += contracts[cdn].cost(value, billed_p95(out.rates.get(cdn, [])))
+                rates = out.rates.get(cdn, [])
+                cost += contracts[cdn].cost(value, billed_p95(rates, len(rates)))
             else:
                 cost += 0.0055 * value / 1e9
         out.cost = cost
@@ -377,15 +378,6 @@ class World:
             out.infeasible = {t: s["infeasible"] for t, s in state.items() if "infeasible" in s}
             out.origin = self.controller.steering.origin if self.controller.steering else "none"
         return out
-
-
-def billed_p95(rates: list[float]) -> float:
-    """The 95th percentile as CDNs bill it: the top 5 % of the period's 5-minute samples
-    are free, the highest one left is the rate paid for."""
-    if not rates:
-        return 0.0
-    ordered = sorted(rates)
-    return ordered[max(0, math.ceil(len(ordered) * 0.95) - 1)]
 
 
 def run(
@@ -416,7 +408,7 @@ def run(
                           "vs_commit": value / contract.amount - 1}  # fmt: skip
             elif contract is not None:  # p95: the billed rate against the committed one
                 rates = out.rates.get(cdn, [])
-                p95 = billed_p95(rates)
+                p95 = billed_p95(rates, len(rates))
                 above = sum(1 for r in rates if r > contract.amount * 1.0001)
                 entry |= {"commit_bps": contract.amount, "p95_bps": p95,
                           "vs_commit": p95 / contract.amount - 1,
