@@ -475,17 +475,22 @@ def test_bad_measurements_are_counted_and_only_good_ones_land(geo) -> None:
     assert "evil.example." not in summaries
 
 
+def sent(ingest: Ingest, token: str, sender, now: float = 5.0) -> str:
+    """One beacon: "ok", or the reason it was refused."""
+    try:
+        ingest.beacon(beacon(token), sender, None, now, 1000.0)
+    except Rejected as exc:
+        return exc.reason
+    return "ok"
+
+
 def test_a_flood_from_one_network_is_capped_and_leaves_others_alone(geo) -> None:
     ingest, store = ingest_for(geo, per_network=6, network_burst=10)
     flooder, quiet = ip("46.4.1.10"), ip("51.15.1.10")
     results = []
     for _ in range(100):
         token = ingest.recipe(RECORD, flooder, 1000.0)["tok"]
-        try:
-            ingest.beacon(beacon(token), flooder, None, 5.0, 1000.0)
-            results.append("ok")
-        except Rejected as exc:
-            results.append(exc.reason)
+        results.append(sent(ingest, token, flooder))
     assert results.count("ok") == 10 and results.count("rate_network") == 90
     token = ingest.recipe(RECORD, quiet, 1000.0)["tok"]
     assert ingest.beacon(beacon(token), quiet, None, 5.0, 1000.0) == 1
@@ -498,13 +503,7 @@ def test_the_global_rate_caps_a_flood_spread_over_many_networks(geo) -> None:
     ingest, store = ingest_for(geo, global_rate=5, global_burst=10)
     senders = [ip(f"46.4.{third}.10") for third in range(30)]
     tokens = [ingest.recipe(RECORD, sender, 1000.0)["tok"] for sender in senders]
-    results = []
-    for sender, token in zip(senders, tokens, strict=True):
-        try:
-            ingest.beacon(beacon(token), sender, None, 5.0, 1000.0)
-            results.append("ok")
-        except Rejected as exc:
-            results.append(exc.reason)
+    results = [sent(ingest, token, sender) for sender, token in zip(senders, tokens, strict=True)]
     assert results.count("ok") == 10 and results.count("rate_global") == 20
     assert ingest.beacons["rate_global"] == 20 and store.keys()["prefix"] == 10
     late = ip("51.15.1.10")
